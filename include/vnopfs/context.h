@@ -1,0 +1,30 @@
+// context.h: vfs_context, the credentials a VNOP authenticates against.
+//
+// Built by the frontend from fuse_req_ctx + fuse_req_getgroups, or by a test/tool for itself. A VNOP
+// never keeps a pointer to the context past its return.
+#pragma once
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace vnopfs {
+
+struct vfs_context {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups (without gid unless the caller has it twice)
+  pid_t pid = 0;
+  mode_t umask = 022;
+
+  bool is_superuser() const { return uid == 0; }
+  // True when the caller belongs to gid: its primary group or one of its supplementary groups.
+  bool groupmember(gid_t g) const {
+    return g == gid || std::find(groups.begin(), groups.end(), g) != groups.end();
+  }
+  // Root credentials for internal work (mount, flusher, tools).
+  static const vfs_context& kernel();
+};
+
+}  // namespace vnopfs

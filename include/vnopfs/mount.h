@@ -1,0 +1,93 @@
+// mount.h: a mounted filesystem and the VFS operations, after XNU bsd/sys/mount_internal.h.
+//
+// A mount owns: its device (src/dev/, the bottom of the I/O stack), its device vnode (metadata buffers by
+// physical block, VSYSTEM), its buffer cache, its vnode hash and the filesystem's private data. The
+// frontend (or a test) creates it with vfs_mount and ends it with vfs_unmount, which flushes everything and
+// frees everything the mount owns.
+#pragma once
+
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "vnopfs/context.h"
+#include "vnopfs/vnode.h"
+
+namespace vnopfs {
+
+namespace dev { class device; }
+class bufcache;
+struct vfsops;
+struct vnop_table;
+
+enum : uint32_t {  // mnt_flag
+  MNT_RDONLY = 0x1,
+  MNT_SYNCHRONOUS = 0x2,  // every write is IO_SYNC (-o sync)
+  MNT_NOATIME = 0x4,
+};
+
+struct mount {
+  const vfsops* mnt_op = nullptr;
+  uint32_t mnt_flag = 0;
+  std::string mnt_from;           // the image path, for messages and df's source column
+  dev::device* mnt_device = nullptr;  // not owned here: the daemon/test that built the device stack owns it
+  vnode* mnt_devvp = nullptr;     // device vnode, created by the filesystem's mount with the cache
+  bufcache* mnt_cache = nullptr;  // owned by the filesystem's mount, freed at unmount
+  void* mnt_data = nullptr;       // the filesystem's private mount data
+  const vnop_table* mnt_vnops = nullptr;  // the table new vnodes get: the filesystem's, or a layer on top
+
+  // vnode hash and refcounts (vnode.h)
+  std::mutex mnt_vnode_mutex;
+  std::condition_variable mnt_vnode_cv;  // a terminating vnode is gone
+  std::unordered_map<uint64_t, vnode*> mnt_vnodes;
+  uint64_t mnt_vnode_count = 0;  // live vnodes, hashed or not
+};
+
+// Mount-time options the filesystem reads (the daemon fills them from -o and the JSON config).
+struct mount_args {
+  bool rdonly = false;
+  bool synchronous = false;
+  size_t cache_bytes = 256u << 20;   // buffer cache size
+  const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
+};
+
+// VFS operations, XNU's vfsops (mount, unmount, root, statfs, sync, vget).
+struct vfsops {
+  const char* name;
+  // Reads and validates the on-disk format, sets up mp (cache, devvp, mnt_data). Errors: EINVAL (bad
+  // format, with a log line naming the field and value), ENOTSUP (unsupported feature), EIO.
+  int (*vfs_mount)(mount* mp, const mount_args& args, const vfs_context& ctx);
+  // Flushes all dirty state, marks the filesystem clean, frees everything. EBUSY if vnodes are still
+  // referenced and force is false.
+  int (*vfs_unmount)(mount* mp, bool force, const vfs_context& ctx);
+  int (*vfs_root)(mount* mp, vnode** vpp, const vfs_context& ctx);  // +iocount
+  int (*vfs_statfs)(mount* mp, struct statvfs* sbp, const vfs_context& ctx);
+  int (*vfs_sync)(mount* mp, int waitfor, const vfs_context& ctx);
+  int (*vfs_vget)(mount* mp, uint64_t ino, vnode** vpp, const vfs_context& ctx);  // +iocount
+};
+
+// Calls through mp->mnt_op.
+int VFS_MOUNT(mount* mp, const mount_args& args, const vfs_context& ctx);
+int VFS_UNMOUNT(mount* mp, bool force, const vfs_context& ctx);
+int VFS_ROOT(mount* mp, vnode** vpp, const vfs_context& ctx);
+int VFS_STATFS(mount* mp, struct statvfs* sbp, const vfs_context& ctx);
+int VFS_SYNC(mount* mp, int waitfor, const vfs_context& ctx);
+int VFS_VGET(mount* mp, uint64_t ino, vnode** vpp, const vfs_context& ctx);
+
+// Filesystems by name ("ext2"), registered at startup by vnops/registry.cpp.
+const vfsops* vfs_lookup_fs(const std::string& name);
+void vfs_register_fs(const vfsops* ops);
+
+// Logging: one line to stderr with a level prefix; the daemon may redirect it. printf-style.
+void vfs_log(const char* level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+#define VLOG_ERR(...) ::vnopfs::vfs_log("error", __VA_ARGS__)
+#define VLOG_WARN(...) ::vnopfs::vfs_log("warning", __VA_ARGS__)
+#define VLOG_INFO(...) ::vnopfs::vfs_log("info", __VA_ARGS__)
+
+}  // namespace vnopfs

@@ -1,0 +1,157 @@
+// vnode.h: the in-memory file, after XNU bsd/sys/vnode_internal.h, and the ioflag bits of VNOP_READ/WRITE.
+//
+// Ownership
+// - A vnode is created by a filesystem (vnode_create) and freed by the VFS core after VNOP_RECLAIM.
+// - Two reference counts, each with one kind of owner, both guarded by the mount's vnode mutex:
+//     v_iocount  short-term: held across a call (vnode_get/vnode_put, vfs_hash_get, vnode_create);
+//     v_usecount long-term: held by whoever keeps the vnode between calls (vnode_ref/vnode_rele): the FUSE
+//                frontend holds one per inode-table entry (its lookup count is its own business, not ours),
+//                a tool or test holds its own.
+//   When both reach zero the vnode is marked VL_TERMINATE, VNOP_INACTIVE runs (an unlinked inode is freed
+//   there), then VNOP_RECLAIM (the filesystem drops v_data and the cache drops its buffers), then the vnode
+//   is removed from the mount's hash and deleted. vfs_hash_get waits for a terminating vnode to go.
+// - v_lock is the vnode lock of the VNOP lock protocol (vnop.def): a reader/writer lock taken by callers of
+//   VNOP_* as each op's entry column says. It plays the role of HFS's truncate lock: shared for I/O inside
+//   EOF, exclusive for size changes. It is never held while waiting on another vnode's lock unless taken
+//   with vn_lock_pair (address order).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <shared_mutex>
+#include <thread>
+
+namespace vnopfs {
+
+struct mount;
+struct vnop_table;
+struct vnode_bufs;  // the buffer cache's per-vnode state (cache/), opaque here
+
+enum class vtype : uint8_t { VNON, VREG, VDIR, VBLK, VCHR, VLNK, VSOCK, VFIFO };
+vtype vtype_from_mode(mode_t mode);
+const char* vtype_name(vtype t);
+
+// ioflag bits for VNOP_READ / VNOP_WRITE, XNU's names and values (bsd/sys/vnode.h).
+enum : int {
+  IO_UNIT = 0x0001,         // all or nothing: on error, size and uio are restored
+  IO_APPEND = 0x0002,       // write at end of file (offset taken under the exclusive vnode lock)
+  IO_SYNC = 0x0004,         // data and the metadata needed to reach it are stable before return
+  IO_NODELOCKED = 0x0008,   // the caller already holds the vnode lock (always true here; kept for names)
+  IO_NDELAY = 0x0010,
+  IO_NOZEROFILL = 0x0020,   // do not zero-fill newly allocated blocks (unused by ext2: it always zeroes)
+  IO_TAILZEROFILL = 0x0040, // zero [end of write, tailOff) in the last block
+  IO_HEADZEROFILL = 0x0080, // zero [headOff, start of write) in the first block
+  IO_NOZEROVALID = 0x0100,
+  IO_NOZERODIRTY = 0x0200,
+  IO_CLOSE = 0x0400,
+  IO_NOCACHE = 0x0800,      // the data does not stay in the cache (written through, buffers released)
+  IO_RAOFF = 0x1000,        // no read-ahead for this read
+  IO_DEFWRITE = 0x2000,     // defer the write if the vnode has too many writes in flight
+  IO_DSYNC = 0x4000,        // IO_SYNC for the data and only the metadata needed to read it (O_DSYNC)
+};
+
+// fsync waitfor, XNU's values.
+enum : int { MNT_WAIT = 1, MNT_NOWAIT = 2, MNT_DWAIT = 4 };
+
+// The vnode lock: a shared_mutex that also knows its exclusive owner and how many hold it shared, so
+// the VNOP_* wrappers can check the protocol. "held shared" cannot tell *which* threads hold it.
+class vnode_lock {
+ public:
+  void lock() { m_.lock(); owner_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
+  void unlock() { owner_.store(std::thread::id(), std::memory_order_relaxed); m_.unlock(); }
+  bool try_lock() {
+    if (!m_.try_lock()) return false;
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    return true;
+  }
+  void lock_shared() { m_.lock_shared(); shared_.fetch_add(1, std::memory_order_relaxed); }
+  void unlock_shared() { shared_.fetch_sub(1, std::memory_order_relaxed); m_.unlock_shared(); }
+  bool try_lock_shared() {
+    if (!m_.try_lock_shared()) return false;
+    shared_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  bool held_exclusive() const { return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
+  bool held_shared() const { return shared_.load(std::memory_order_relaxed) > 0; }
+  bool held() const { return held_exclusive() || held_shared(); }
+
+ private:
+  std::shared_mutex m_;
+  std::atomic<std::thread::id> owner_{};
+  std::atomic<int> shared_{0};
+};
+
+enum : uint32_t {  // v_flag
+  VROOT = 0x1,    // the root directory of its mount
+  VSYSTEM = 0x2,  // the device vnode: metadata buffers by physical block
+};
+enum : uint32_t {  // v_lflag, guarded by the mount's vnode mutex
+  VL_TERMINATE = 0x1,
+  VL_DEAD = 0x2,
+};
+
+struct vnode {
+  vtype v_type = vtype::VNON;
+  uint32_t v_flag = 0;
+  mount* v_mount = nullptr;
+  const vnop_table* v_op = nullptr;
+  void* v_data = nullptr;      // the filesystem's node (ext2: its in-core inode); freed in VNOP_RECLAIM
+  uint64_t v_id = 0;           // the key in the mount's vnode hash (ext2: the inode number)
+  vnode_lock v_lock;
+  vnode_bufs* v_bufs = nullptr;  // owned by the buffer cache; created on first use, freed at reclaim
+
+  // guarded by mount::mnt_vnode_mutex
+  uint32_t v_lflag = 0;
+  int32_t v_iocount = 0;
+  int32_t v_usecount = 0;
+};
+
+// Parameters for vnode_create. The new vnode has v_iocount 1 and is not yet in the hash.
+struct vnode_param {
+  vtype type;
+  const vnop_table* ops;
+  void* fsnode;
+  uint64_t id;
+  uint32_t flags = 0;
+};
+int vnode_create(mount* mp, const vnode_param& p, vnode** vpp);
+
+void vnode_get(vnode* vp);   // +iocount; vp must already be referenced by the caller
+void vnode_put(vnode* vp);   // -iocount; may run inactive/reclaim (caller must not hold vp's lock)
+void vnode_ref(vnode* vp);   // +usecount; caller holds an iocount
+void vnode_rele(vnode* vp);  // -usecount; may run inactive/reclaim
+
+// The mount's vnode hash, keyed by v_id (FreeBSD vfs_hash). get returns the vnode with +iocount, or ENOENT.
+// insert adds vp; if another vnode with the same id got there first, *existing gets it (+iocount), vp is
+// left out of the hash and the caller drops it (vnode_put). Returns 0 either way.
+int vfs_hash_get(mount* mp, uint64_t id, vnode** vpp);
+int vfs_hash_insert(vnode* vp, vnode** existing);
+
+// Locks two vnodes exclusive in address order (nullptr and duplicates allowed): the only way to hold more
+// than one vnode lock. vn_unlock_pair releases what vn_lock_pair took.
+void vn_lock_pair(vnode* a, vnode* b);
+void vn_unlock_pair(vnode* a, vnode* b);
+
+// RAII guards for the vnode lock.
+class vn_exclusive {
+ public:
+  explicit vn_exclusive(vnode* vp) : vp_(vp) { vp_->v_lock.lock(); }
+  ~vn_exclusive() { if (vp_) vp_->v_lock.unlock(); }
+  vn_exclusive(const vn_exclusive&) = delete;
+  vn_exclusive& operator=(const vn_exclusive&) = delete;
+ private:
+  vnode* vp_;
+};
+class vn_shared {
+ public:
+  explicit vn_shared(vnode* vp) : vp_(vp) { vp_->v_lock.lock_shared(); }
+  ~vn_shared() { if (vp_) vp_->v_lock.unlock_shared(); }
+  vn_shared(const vn_shared&) = delete;
+  vn_shared& operator=(const vn_shared&) = delete;
+ private:
+  vnode* vp_;
+};
+
+}  // namespace vnopfs

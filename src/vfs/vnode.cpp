@@ -1,0 +1,158 @@
+// vnode.cpp: vnode lifecycle. Both reference counts live under the mount's vnode mutex so "last reference
+// gone" and "found in the hash" cannot race: a vnode found terminating is waited for, never revived.
+#include <sys/stat.h>
+
+#include <cassert>
+#include <mutex>
+
+#include "vnopfs/mount.h"
+#include "vnopfs/vnops.h"
+
+namespace vnopfs {
+
+vtype vtype_from_mode(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return vtype::VREG;
+    case S_IFDIR: return vtype::VDIR;
+    case S_IFBLK: return vtype::VBLK;
+    case S_IFCHR: return vtype::VCHR;
+    case S_IFLNK: return vtype::VLNK;
+    case S_IFSOCK: return vtype::VSOCK;
+    case S_IFIFO: return vtype::VFIFO;
+    default: return vtype::VNON;
+  }
+}
+
+const char* vtype_name(vtype t) {
+  static const char* names[] = {"VNON", "VREG", "VDIR", "VBLK", "VCHR", "VLNK", "VSOCK", "VFIFO"};
+  return names[static_cast<int>(t)];
+}
+
+int vnode_create(mount* mp, const vnode_param& p, vnode** vpp) {
+  auto* vp = new (std::nothrow) vnode;
+  if (vp == nullptr) return ENOMEM;
+  vp->v_type = p.type;
+  vp->v_flag = p.flags;
+  vp->v_mount = mp;
+  vp->v_op = p.ops;
+  vp->v_data = p.fsnode;
+  vp->v_id = p.id;
+  vp->v_iocount = 1;
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    mp->mnt_vnode_count++;
+  }
+  *vpp = vp;
+  return 0;
+}
+
+void vnode_get(vnode* vp) {
+  std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
+  assert(vp->v_iocount + vp->v_usecount > 0 && "vnode_get on an unreferenced vnode");
+  vp->v_iocount++;
+}
+
+// Runs the end of a vnode's life outside the mutex: inactive (unlinked inodes are freed there), reclaim
+// (the filesystem and the cache drop their state), then out of the hash and gone.
+static void vnode_terminate(vnode* vp) {
+  mount* mp = vp->v_mount;
+  vnop_inactive_args ia{&vnop_inactive_desc, vp, const_cast<vfs_context*>(&vfs_context::kernel())};
+  (void)vnop_dispatch(vp, &ia);
+  vnop_reclaim_args ra{&vnop_reclaim_desc, vp, const_cast<vfs_context*>(&vfs_context::kernel())};
+  int err = vnop_dispatch(vp, &ra);
+  assert(err == 0 && "VNOP_RECLAIM must not fail");
+  (void)err;
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    auto it = mp->mnt_vnodes.find(vp->v_id);
+    if (it != mp->mnt_vnodes.end() && it->second == vp) mp->mnt_vnodes.erase(it);
+    mp->mnt_vnode_count--;
+    vp->v_lflag |= VL_DEAD;
+  }
+  mp->mnt_vnode_cv.notify_all();
+  delete vp;
+}
+
+// Drops one reference under the mutex; true when the caller must terminate the vnode.
+static bool vnode_drop(vnode* vp, int32_t vnode::*count) {
+  std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
+  assert(vp->*count > 0);
+  vp->*count -= 1;
+  if (vp->v_iocount == 0 && vp->v_usecount == 0 && !(vp->v_lflag & VL_TERMINATE)) {
+    vp->v_lflag |= VL_TERMINATE;
+    return true;
+  }
+  return false;
+}
+
+void vnode_put(vnode* vp) {
+  if (vnode_drop(vp, &vnode::v_iocount)) vnode_terminate(vp);
+}
+
+void vnode_ref(vnode* vp) {
+  std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
+  assert(vp->v_iocount > 0 && "vnode_ref needs an iocount");
+  vp->v_usecount++;
+}
+
+void vnode_rele(vnode* vp) {
+  if (vnode_drop(vp, &vnode::v_usecount)) vnode_terminate(vp);
+}
+
+int vfs_hash_get(mount* mp, uint64_t id, vnode** vpp) {
+  std::unique_lock g(mp->mnt_vnode_mutex);
+  for (;;) {
+    auto it = mp->mnt_vnodes.find(id);
+    if (it == mp->mnt_vnodes.end()) return ENOENT;
+    vnode* vp = it->second;
+    if (vp->v_lflag & VL_TERMINATE) {
+      mp->mnt_vnode_cv.wait(g);  // until it is out of the hash
+      continue;
+    }
+    vp->v_iocount++;
+    *vpp = vp;
+    return 0;
+  }
+}
+
+int vfs_hash_insert(vnode* vp, vnode** existing) {
+  mount* mp = vp->v_mount;
+  std::unique_lock g(mp->mnt_vnode_mutex);
+  *existing = nullptr;
+  for (;;) {
+    auto it = mp->mnt_vnodes.find(vp->v_id);
+    if (it == mp->mnt_vnodes.end()) {
+      mp->mnt_vnodes.emplace(vp->v_id, vp);
+      return 0;
+    }
+    vnode* other = it->second;
+    if (other->v_lflag & VL_TERMINATE) {
+      mp->mnt_vnode_cv.wait(g);
+      continue;
+    }
+    other->v_iocount++;
+    *existing = other;
+    return 0;
+  }
+}
+
+void vn_lock_pair(vnode* a, vnode* b) {
+  if (a == b || b == nullptr) {
+    if (a) a->v_lock.lock();
+    return;
+  }
+  if (a == nullptr) {
+    b->v_lock.lock();
+    return;
+  }
+  if (a > b) std::swap(a, b);
+  a->v_lock.lock();
+  b->v_lock.lock();
+}
+
+void vn_unlock_pair(vnode* a, vnode* b) {
+  if (a) a->v_lock.unlock();
+  if (b && b != a) b->v_lock.unlock();
+}
+
+}  // namespace vnopfs
