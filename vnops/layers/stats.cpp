@@ -4,6 +4,7 @@
 #include "vnops/layers/stats.h"
 
 #include <bit>
+#include <cassert>
 #include <chrono>
 #include <cstddef>
 
@@ -11,13 +12,22 @@ namespace vnopfs {
 
 stats_layer::stats_layer(const vnop_table* below) {
   vnop_layer_build_generic(&table_, "stats", below, &stats_layer::count);
+  assert(from_table(&table_) == this);
+}
+
+// The table is a member: step back from it to the layer (container_of). offsetof on a class with a vtable
+// is conditionally supported; g++ gives the right answer and we check it once at construction.
+stats_layer* stats_layer::from_table(const vnop_table* t) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+  return reinterpret_cast<stats_layer*>(reinterpret_cast<char*>(const_cast<vnop_table*>(t)) -
+                                        offsetof(stats_layer, table_));
+#pragma GCC diagnostic pop
 }
 
 int stats_layer::count(void* ap) {
   const vnop_table* running = vnop_running_table();
-  // table_ is the first member of a standard-layout-in-practice class: recover the layer from it.
-  auto* self = reinterpret_cast<stats_layer*>(
-      reinterpret_cast<char*>(const_cast<vnop_table*>(running)) - offsetof(stats_layer, table_));
+  stats_layer* self = from_table(running);
   const vnodeop_desc* d = *static_cast<const vnodeop_desc* const*>(ap);
   auto t0 = std::chrono::steady_clock::now();
   int err = vnop_call_below(running, ap);

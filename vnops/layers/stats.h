@@ -13,10 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "vnopfs/vnops.h"
+#include "vnops/layers/layer.h"
 
 namespace vnopfs {
 
-class stats_layer {
+class stats_layer final : public layer {
  public:
   // Latency buckets: bucket i counts calls that took [2^i, 2^(i+1)) microseconds (bucket 0: < 2 us).
   static constexpr int kLatencyBuckets = 24;
@@ -33,7 +34,8 @@ class stats_layer {
   stats_layer(const stats_layer&) = delete;
   stats_layer& operator=(const stats_layer&) = delete;
 
-  const vnop_table* table() const { return &table_; }
+  const vnop_table* table() const override { return &table_; }
+  const char* name() const override { return "stats"; }
   const op_counters& op(int slot) const { return ops_[static_cast<size_t>(slot)]; }
   // {"layer":"stats","ops":{"write":{"calls":N,"errors":N,"latency_ns_total":N,"latency_ns_max":N,
   //  "latency_hist_us_log2":[...]}, ...}}: ops never called are left out.
@@ -42,7 +44,8 @@ class stats_layer {
 
  private:
   static int count(void* ap);  // every slot
-  vnop_table table_;           // first member: count() finds the layer from its running table
+  static stats_layer* from_table(const vnop_table* t);
+  vnop_table table_;           // count() finds the layer from its running table
   std::array<op_counters, VNOP_COUNT> ops_;
 };
 

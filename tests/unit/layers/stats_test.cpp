@@ -51,3 +51,41 @@ TEST_CASE("the stats layer counts calls, errors and latency per op and changes n
   CHECK(upper.op(VNOP_IDX_READ).calls == 0);
   vnode_put(vp);
 }
+
+#include "vnops/layers/layer.h"
+
+namespace {
+int last_ioflag = -1;
+int rec_write(vnop_write_args* ap) { last_ioflag = ap->a_ioflag; return 0; }
+int rec_read(vnop_read_args* ap) { last_ioflag = ap->a_ioflag; return 0; }
+vnop_table rec;
+}  // namespace
+
+TEST_CASE("layers by name stack in any order and change only what they override", "[layers]") {
+  vnop_table_build(&rec, "rec", {rec_write, rec_read});
+  layer_stack stack(&rec);
+  std::string err;
+  REQUIRE(stack.push_list("sync,stats,nocache", &err));
+  CHECK(stack.layers().size() == 3);
+  CHECK_FALSE(stack.push("bogus", &err));
+  CHECK(err.find("unknown layer 'bogus'") != std::string::npos);
+  mount mp;
+  vnode* vp;
+  REQUIRE(vnode_create(&mp, {vtype::VREG, stack.top(), nullptr, 1}, &vp) == 0);
+  vfs_context ctx;
+  char b[8];
+  {
+    vn_exclusive l(vp);
+    uio w(b, sizeof b, 0, UIO_WRITE);
+    CHECK(VNOP_WRITE(vp, &w, IO_UNIT, &ctx) == 0);
+    CHECK(last_ioflag == (IO_UNIT | IO_SYNC | IO_NOCACHE));
+    uio r(b, sizeof b, 0, UIO_READ);
+    CHECK(VNOP_READ(vp, &r, 0, &ctx) == 0);
+    CHECK(last_ioflag == IO_NOCACHE);  // sync changes writes only
+  }
+  auto* st = dynamic_cast<stats_layer*>(stack.find("stats"));
+  REQUIRE(st != nullptr);
+  CHECK(st->op(VNOP_IDX_WRITE).calls == 1);
+  CHECK(st->op(VNOP_IDX_READ).calls == 1);
+  vnode_put(vp);
+}
