@@ -33,13 +33,9 @@ void put32(uint8_t* p, uint32_t v) {
   std::memcpy(p, &v, 4);
 }
 
-// rec_len on disk is 16 bits; a 64 KiB block's single record is stored as 65535 (or 0), as e2fsprogs'
-// ext2fs_get_rec_len / the kernel's ext2_rec_len_from_disk read it.
-uint32_t reclen_from_disk(uint16_t raw, uint32_t block_size) {
-  if (block_size >= DIRENT_RECLEN_MAX && (raw == 0xffff || raw == 0)) return DIRENT_RECLEN_MAX;
-  return raw;
-}
-uint16_t reclen_to_disk(uint32_t len) { return len >= DIRENT_RECLEN_MAX ? 0xffff : uint16_t(len); }
+// rec_len is 16 bits on disk: a 64 KiB block's single record is 65535 (format.h's helpers).
+uint32_t reclen_from_disk(uint16_t raw, uint32_t block_size) { return ext2_rec_len_from_disk(raw, block_size); }
+uint16_t reclen_to_disk(uint32_t len) { return ext2_rec_len_to_disk(len, 0); }
 
 void put_header(uint8_t* rec, uint32_t ino, uint32_t rec_len, uint32_t name_len, uint8_t ft, bool filetype) {
   put32(rec, ino);
@@ -59,20 +55,20 @@ bool fault(dirblock_fault* f, uint32_t off, const char* field, uint64_t value) {
 
 uint8_t ft_from_mode(uint16_t mode) {
   switch (mode & S_IFMT) {
-    case S_IFREG: return FT_REG_FILE;
-    case S_IFDIR: return FT_DIR;
-    case S_IFCHR: return FT_CHRDEV;
-    case S_IFBLK: return FT_BLKDEV;
-    case S_IFIFO: return FT_FIFO;
-    case S_IFSOCK: return FT_SOCK;
-    case S_IFLNK: return FT_SYMLINK;
-    default: return FT_UNKNOWN;
+    case S_IFREG: return EXT2_FT_REG_FILE;
+    case S_IFDIR: return EXT2_FT_DIR;
+    case S_IFCHR: return EXT2_FT_CHRDEV;
+    case S_IFBLK: return EXT2_FT_BLKDEV;
+    case S_IFIFO: return EXT2_FT_FIFO;
+    case S_IFSOCK: return EXT2_FT_SOCK;
+    case S_IFLNK: return EXT2_FT_SYMLINK;
+    default: return EXT2_FT_UNKNOWN;
   }
 }
 
 uint8_t dtype_from_ft(uint8_t ft) {
-  static constexpr uint8_t map[FT_MAX] = {DT_UNKNOWN, DT_REG, DT_DIR, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, DT_LNK};
-  return ft < FT_MAX ? map[ft] : uint8_t(DT_UNKNOWN);
+  static constexpr uint8_t map[EXT2_FT_MAX] = {DT_UNKNOWN, DT_REG, DT_DIR, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, DT_LNK};
+  return ft < EXT2_FT_MAX ? map[ft] : uint8_t(DT_UNKNOWN);
 }
 
 uint8_t dtype_from_mode(uint16_t mode) { return dtype_from_ft(ft_from_mode(mode)); }
@@ -80,7 +76,7 @@ uint8_t dtype_from_mode(uint16_t mode) { return dtype_from_ft(ft_from_mode(mode)
 bool dirblock_check(const uint8_t* blk, const dirblock_geom& g, dirblock_fault* f) {
   uint32_t off = 0;
   while (off < g.block_size) {
-    if (g.block_size - off < DIRENT_HEADER_LEN) return fault(f, off, "rec_len", g.block_size - off);
+    if (g.block_size - off < EXT2_DIR_ENTRY_HEADER) return fault(f, off, "rec_len", g.block_size - off);
     const uint8_t* rec = blk + off;
     uint32_t ino = get32(rec);
     uint32_t rec_len = reclen_from_disk(get16(rec + 4), g.block_size);
@@ -88,14 +84,14 @@ bool dirblock_check(const uint8_t* blk, const dirblock_geom& g, dirblock_fault* 
     uint8_t ft = g.filetype ? rec[7] : 0;
     // Without filetype, rec[7] is the high byte of name_len: a nonzero one means a name > 255 bytes.
     if (!g.filetype && rec[7] != 0) return fault(f, off, "name_len", (uint32_t(rec[7]) << 8) | name_len);
-    if (rec_len < DIRENT_HEADER_LEN || rec_len % 4 != 0) return fault(f, off, "rec_len", rec_len);
+    if (rec_len < EXT2_DIR_ENTRY_HEADER || rec_len % 4 != 0) return fault(f, off, "rec_len", rec_len);
     if (rec_len > g.block_size - off) return fault(f, off, "rec_len", rec_len);
-    if (name_len > rec_len - DIRENT_HEADER_LEN) return fault(f, off, "name_len", name_len);
+    if (name_len > rec_len - EXT2_DIR_ENTRY_HEADER) return fault(f, off, "name_len", name_len);
     if (ino != 0) {
       if (ino > g.inodes_count) return fault(f, off, "inode", ino);
       if (name_len == 0) return fault(f, off, "name_len", 0);
-      if (rec_len < dirent_reclen(name_len)) return fault(f, off, "rec_len", rec_len);
-      if (ft >= FT_MAX) return fault(f, off, "file_type", ft);
+      if (rec_len < ext2_dir_rec_len(name_len)) return fault(f, off, "rec_len", rec_len);
+      if (ft >= EXT2_FT_MAX) return fault(f, off, "file_type", ft);
     }
     off += rec_len;
   }
@@ -110,7 +106,7 @@ dirent_view dirblock_at(const uint8_t* blk, uint32_t block_size, uint32_t off, b
   v.rec_len = reclen_from_disk(get16(rec + 4), block_size);
   v.name_len = rec[6];
   v.file_type = filetype ? rec[7] : 0;
-  v.name = std::string_view(reinterpret_cast<const char*>(rec + DIRENT_HEADER_LEN), v.name_len);
+  v.name = std::string_view(reinterpret_cast<const char*>(rec + EXT2_DIR_ENTRY_HEADER), v.name_len);
   return v;
 }
 
@@ -133,7 +129,7 @@ uint32_t dirblock_resync(const uint8_t* blk, uint32_t block_size, bool filetype,
 
 std::optional<uint32_t> dirblock_room(const uint8_t* blk, uint32_t block_size, bool filetype,
                                       uint32_t name_len) {
-  const uint32_t need = dirent_reclen(name_len);
+  const uint32_t need = ext2_dir_rec_len(name_len);
   for (dirblock_iter it(blk, block_size, filetype); it.valid(); it.next()) {
     if (it->rec_len - it->used() >= need) return it->offset;
   }
@@ -151,9 +147,9 @@ uint32_t dirblock_insert(uint8_t* blk, uint32_t block_size, bool filetype, uint3
   }
   uint8_t* rec = blk + at;
   put_header(rec, ino, rec_len, uint32_t(name.size()), ft, filetype);
-  std::memcpy(rec + DIRENT_HEADER_LEN, name.data(), name.size());
+  std::memcpy(rec + EXT2_DIR_ENTRY_HEADER, name.data(), name.size());
   // Zero the tail so stale names never linger on disk (and e2fsck's checks on padding stay quiet).
-  std::memset(rec + DIRENT_HEADER_LEN + name.size(), 0, rec_len - DIRENT_HEADER_LEN - name.size());
+  std::memset(rec + EXT2_DIR_ENTRY_HEADER + name.size(), 0, rec_len - EXT2_DIR_ENTRY_HEADER - name.size());
   return at;
 }
 
@@ -179,12 +175,12 @@ void dirblock_init_empty(uint8_t* blk, uint32_t block_size) {
 
 void dirblock_init_dots(uint8_t* blk, uint32_t block_size, bool filetype, uint32_t self, uint32_t parent) {
   std::memset(blk, 0, block_size);
-  const uint32_t dot_len = dirent_reclen(1);
-  put_header(blk, self, dot_len, 1, FT_DIR, filetype);
-  blk[DIRENT_HEADER_LEN] = '.';
-  put_header(blk + dot_len, parent, block_size - dot_len, 2, FT_DIR, filetype);
-  blk[dot_len + DIRENT_HEADER_LEN] = '.';
-  blk[dot_len + DIRENT_HEADER_LEN + 1] = '.';
+  const uint32_t dot_len = ext2_dir_rec_len(1);
+  put_header(blk, self, dot_len, 1, EXT2_FT_DIR, filetype);
+  blk[EXT2_DIR_ENTRY_HEADER] = '.';
+  put_header(blk + dot_len, parent, block_size - dot_len, 2, EXT2_FT_DIR, filetype);
+  blk[dot_len + EXT2_DIR_ENTRY_HEADER] = '.';
+  blk[dot_len + EXT2_DIR_ENTRY_HEADER + 1] = '.';
 }
 
 bool dirblock_only_dots(const uint8_t* blk, uint32_t block_size, bool filetype) {

@@ -17,22 +17,11 @@
 #include <optional>
 #include <string_view>
 
+#include "vnops/ext2/format.h"
+
 namespace vnopfs::ext2 {
 
-constexpr uint32_t DIRENT_HEADER_LEN = 8;
-constexpr uint32_t DIRENT_NAME_MAX = 255;
-// Smallest record able to hold a name of n bytes: header + name rounded up to 4.
-constexpr uint32_t dirent_reclen(uint32_t name_len) { return (DIRENT_HEADER_LEN + name_len + 3) & ~3u; }
-// Largest rec_len that fits the 16-bit field: 64 KiB blocks store 65536 as 0 or 65535 (the kernel's
-// ext2_rec_len_from_disk); we accept both encodings when reading and write them the same way.
-constexpr uint32_t DIRENT_RECLEN_MAX = 65536;
-
-// ext2 file type codes of the filetype feature (EXT2_FT_*).
-enum : uint8_t {
-  FT_UNKNOWN = 0, FT_REG_FILE = 1, FT_DIR = 2, FT_CHRDEV = 3, FT_BLKDEV = 4, FT_FIFO = 5, FT_SOCK = 6,
-  FT_SYMLINK = 7, FT_MAX = 8,
-};
-uint8_t ft_from_mode(uint16_t mode);   // S_IFMT bits -> FT_*; FT_UNKNOWN for anything else
+uint8_t ft_from_mode(uint16_t mode);   // S_IFMT bits -> FT_*; EXT2_FT_UNKNOWN for anything else
 uint8_t dtype_from_ft(uint8_t ft);     // FT_* -> DT_* of <dirent.h>
 uint8_t dtype_from_mode(uint16_t mode);
 
@@ -40,7 +29,7 @@ uint8_t dtype_from_mode(uint16_t mode);
 struct dirblock_geom {
   uint32_t block_size;     // bytes, a power of two in [1024, 65536]
   uint32_t inodes_count;   // s_inodes_count: entry inode numbers must be <= this
-  bool filetype;           // INCOMPAT_FILETYPE: file_type byte is meaningful (< FT_MAX)
+  bool filetype;           // INCOMPAT_FILETYPE: file_type byte is meaningful (< EXT2_FT_MAX)
 };
 
 // One record as parsed from a block.
@@ -51,7 +40,7 @@ struct dirent_view {
   uint32_t name_len;
   uint8_t file_type;  // 0 without the filetype feature
   std::string_view name;
-  uint32_t used() const { return ino ? dirent_reclen(name_len) : 0; }  // bytes the entry needs
+  uint32_t used() const { return ino ? ext2_dir_rec_len(name_len) : 0; }  // bytes the entry needs
 };
 
 // Why a block failed validation: the record offset, the field and its value (for the log line).
@@ -61,9 +50,9 @@ struct dirblock_fault {
   uint64_t value = 0;
 };
 
-// Validates every record: rec_len >= 8, a multiple of 4, >= dirent_reclen(name_len) when in use, inside
+// Validates every record: rec_len >= 8, a multiple of 4, >= ext2_dir_rec_len(name_len) when in use, inside
 // the block; the last record ends at the block end; name_len <= rec_len - 8; inode <= inodes_count (and not
-// 1..first_ino-reserved special cases: that is the caller's business); file_type < FT_MAX with filetype.
+// 1..first_ino-reserved special cases: that is the caller's business); file_type < EXT2_FT_MAX with filetype.
 // A used entry with name_len 0 is bad. Returns true when valid, else false with *f describing the first fault.
 bool dirblock_check(const uint8_t* blk, const dirblock_geom& g, dirblock_fault* f);
 

@@ -22,21 +22,12 @@
 #include <string_view>
 #include <vector>
 
+#include "vnops/ext2/format.h"
+
 namespace vnopfs::ext2 {
 
-constexpr uint32_t XATTR_MAGIC = 0xEA020000;
-constexpr uint32_t XATTR_HEADER_LEN = 32;
-constexpr uint32_t XATTR_ENTRY_HEADER_LEN = 16;
-constexpr uint32_t XATTR_REFCOUNT_MAX = 1024;  // the kernel's EXT2_XATTR_REFCOUNT_MAX
-constexpr uint32_t xattr_entry_len(uint32_t name_len) { return (XATTR_ENTRY_HEADER_LEN + name_len + 3) & ~3u; }
-constexpr uint32_t xattr_value_len(uint32_t size) { return (size + 3) & ~3u; }
-
-// Name indexes (EXT2_XATTR_INDEX_*).
-enum : uint8_t {
-  XATTR_INDEX_USER = 1, XATTR_INDEX_POSIX_ACL_ACCESS = 2, XATTR_INDEX_POSIX_ACL_DEFAULT = 3,
-  XATTR_INDEX_TRUSTED = 4, XATTR_INDEX_LUSTRE = 5, XATTR_INDEX_SECURITY = 6, XATTR_INDEX_SYSTEM = 7,
-  XATTR_INDEX_RICHACL = 8,
-};
+// Name indexes beyond format.h's: ext4's "system." (system.data) and richacl, read and listed, never written.
+enum : uint8_t { EXT2_XATTR_INDEX_SYSTEM = 7, EXT2_XATTR_INDEX_RICHACL = 8 };
 
 struct xattr_item {
   uint8_t index;
@@ -52,7 +43,7 @@ struct xattr_fault {
   uint64_t value = 0;
 };
 
-// Splits "user.foo" into (XATTR_INDEX_USER, "foo"); "system.posix_acl_access" into (2, ""). nullopt for
+// Splits "user.foo" into (EXT2_XATTR_INDEX_USER, "foo"); "system.posix_acl_access" into (2, ""). nullopt for
 // a name in no namespace ext2 stores.
 struct xattr_name {
   uint8_t index;

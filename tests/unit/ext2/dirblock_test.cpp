@@ -47,7 +47,7 @@ TEST_CASE("a new directory block has . and .. and validates", "[dirblock]") {
     CHECK(dirblock_only_dots(b.data(), bs, true));
     auto dd = dirblock_at(b.data(), bs, 12, true);
     CHECK(dd.rec_len == bs - 12);
-    CHECK(dd.file_type == FT_DIR);
+    CHECK(dd.file_type == EXT2_FT_DIR);
   }
 }
 
@@ -76,7 +76,7 @@ TEST_CASE("insert fills slack, remove merges, and the block stays valid", "[dirb
       model.erase(name);
     } else if (auto room = dirblock_room(b.data(), bs, true, uint32_t(name.size()))) {
       uint32_t ino = 20 + uint32_t(rng() % 900);
-      uint32_t at = dirblock_insert(b.data(), bs, true, *room, name, ino, FT_REG_FILE);
+      uint32_t at = dirblock_insert(b.data(), bs, true, *room, name, ino, EXT2_FT_REG_FILE);
       CHECK(dirblock_at(b.data(), bs, at, true).name == name);
       model[name] = ino;
     }
@@ -92,8 +92,8 @@ TEST_CASE("removing the first record zeroes its inode and keeps the others in pl
   const uint32_t bs = 1024;
   std::vector<uint8_t> b(bs);
   dirblock_init_empty(b.data(), bs);
-  uint32_t a = dirblock_insert(b.data(), bs, true, *dirblock_room(b.data(), bs, true, 1), "a", 11, FT_REG_FILE);
-  uint32_t c = dirblock_insert(b.data(), bs, true, *dirblock_room(b.data(), bs, true, 1), "c", 13, FT_REG_FILE);
+  uint32_t a = dirblock_insert(b.data(), bs, true, *dirblock_room(b.data(), bs, true, 1), "a", 11, EXT2_FT_REG_FILE);
+  uint32_t c = dirblock_insert(b.data(), bs, true, *dirblock_room(b.data(), bs, true, 1), "c", 13, EXT2_FT_REG_FILE);
   CHECK(a == 0);
   CHECK(c == 12);
   dirblock_remove(b.data(), bs, *dirblock_find(b.data(), bs, true, "a"));
@@ -177,9 +177,9 @@ TEST_CASE("mke2fs -d directory blocks parse, and an edited block passes e2fsck",
       for (dirblock_iter it(b.data(), bs, true); it.valid(); it.next()) {
         if (!it->ino) continue;
         names.insert(std::string(it->name));
-        if (it->name == "sym") CHECK(it->file_type == FT_SYMLINK);
-        if (it->name == "fifo") CHECK(it->file_type == FT_FIFO);
-        if (it->name == "f_1") CHECK(it->file_type == FT_REG_FILE);
+        if (it->name == "sym") CHECK(it->file_type == EXT2_FT_SYMLINK);
+        if (it->name == "fifo") CHECK(it->file_type == EXT2_FT_FIFO);
+        if (it->name == "f_1") CHECK(it->file_type == EXT2_FT_REG_FILE);
       }
     }
     CHECK(names.size() == 300 + 2 + 2);
@@ -200,7 +200,7 @@ TEST_CASE("mke2fs -d directory blocks parse, and an edited block passes e2fsck",
       bool placed = false;
       for (auto& b : data) {
         if (auto room = dirblock_room(b.data(), bs, true, uint32_t(name.size()))) {
-          dirblock_insert(b.data(), bs, true, *room, name, ino, FT_REG_FILE);
+          dirblock_insert(b.data(), bs, true, *room, name, ino, EXT2_FT_REG_FILE);
           placed = true;
           break;
         }

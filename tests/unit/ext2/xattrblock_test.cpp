@@ -16,6 +16,9 @@ using namespace vnopfs::ext2;
 
 namespace {
 
+constexpr uint32_t kHeaderLen = sizeof(ext2_xattr_header);
+constexpr uint32_t kEntryLen = sizeof(ext2_xattr_entry);
+
 uint32_t get32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 
 uint64_t stat_field(const std::string& img, const std::string& path, const std::string& field) {
@@ -28,16 +31,16 @@ uint64_t stat_field(const std::string& img, const std::string& path, const std::
 }  // namespace
 
 TEST_CASE("names split into the kernel's indexes", "[xattrblock]") {
-  CHECK(xattr_split_name("user.foo")->index == XATTR_INDEX_USER);
+  CHECK(xattr_split_name("user.foo")->index == EXT2_XATTR_INDEX_USER);
   CHECK(xattr_split_name("user.foo")->suffix == "foo");
-  CHECK(xattr_split_name("trusted.x")->index == XATTR_INDEX_TRUSTED);
-  CHECK(xattr_split_name("security.selinux")->index == XATTR_INDEX_SECURITY);
-  CHECK(xattr_split_name("system.posix_acl_access")->index == XATTR_INDEX_POSIX_ACL_ACCESS);
-  CHECK(xattr_split_name("system.posix_acl_default")->index == XATTR_INDEX_POSIX_ACL_DEFAULT);
+  CHECK(xattr_split_name("trusted.x")->index == EXT2_XATTR_INDEX_TRUSTED);
+  CHECK(xattr_split_name("security.selinux")->index == EXT2_XATTR_INDEX_SECURITY);
+  CHECK(xattr_split_name("system.posix_acl_access")->index == EXT2_XATTR_INDEX_POSIX_ACL_ACCESS);
+  CHECK(xattr_split_name("system.posix_acl_default")->index == EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT);
   CHECK(xattr_split_name("system.posix_acl_access")->suffix.empty());
   CHECK_FALSE(xattr_split_name("os2.foo"));
-  CHECK(xattr_full_name(XATTR_INDEX_POSIX_ACL_DEFAULT, "") == "system.posix_acl_default");
-  CHECK(xattr_full_name(XATTR_INDEX_USER, "a") == "user.a");
+  CHECK(xattr_full_name(EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT, "") == "system.posix_acl_default");
+  CHECK(xattr_full_name(EXT2_XATTR_INDEX_USER, "a") == "user.a");
 }
 
 TEST_CASE("encode then decode is the identity, sorted the kernel's way", "[xattrblock]") {
@@ -127,19 +130,19 @@ TEST_CASE("blocks written by debugfs decode with matching hashes; ours pass e2fs
     REQUIRE(xattr_block_decode(b.data(), bs, &items, &f));
     REQUIRE(items.size() == 4);
     // every stored entry hash is ours (signed or unsigned chars: e2fsprogs writes unsigned since 1.47)
-    for (uint32_t off = XATTR_HEADER_LEN; get32(b.data() + off) != 0;) {
+    for (uint32_t off = kHeaderLen; get32(b.data() + off) != 0;) {
       const uint8_t* e = b.data() + off;
       uint16_t voffs;
       std::memcpy(&voffs, e + 2, 2);
       uint32_t h = xattr_hash_entry(e[0], reinterpret_cast<const char*>(e + 16), b.data() + voffs, get32(e + 8));
       uint32_t hu = xattr_hash_entry(e[0], reinterpret_cast<const char*>(e + 16), b.data() + voffs, get32(e + 8), false);
       CHECK((get32(e + 12) == h || get32(e + 12) == hu));
-      off += xattr_entry_len(e[0]);
+      off += ext2_xattr_len(e[0]);
     }
     // our own encoding of a changed list, written over the block
     items.erase(items.begin());
-    items.push_back({XATTR_INDEX_USER, "zeta", std::string(bs / 3, 'z')});
-    items.push_back({XATTR_INDEX_USER, "empty", ""});
+    items.push_back({EXT2_XATTR_INDEX_USER, "zeta", std::string(bs / 3, 'z')});
+    items.push_back({EXT2_XATTR_INDEX_USER, "empty", ""});
     REQUIRE(xattr_block_encode(b.data(), bs, items, 1));
     ns_write_block(img, blk, b);
     ns_fsck_clean(img);
@@ -169,7 +172,7 @@ TEST_CASE("in-inode attributes of 256-byte inodes decode", "[xattrblock][image]"
   REQUIRE(xattr_ibody_decode(inode + 128 + extra, 256 - 128 - extra, &items, &f));
   REQUIRE(items.size() == 2);
   std::sort(items.begin(), items.end(), xattr_item_less);
-  CHECK(items[1] == xattr_item{XATTR_INDEX_USER, "small", "v1"});
-  CHECK(items[0] == xattr_item{XATTR_INDEX_USER, "other", "v22"});  // same length: bytes order
+  CHECK(items[1] == xattr_item{EXT2_XATTR_INDEX_USER, "small", "v1"});
+  CHECK(items[0] == xattr_item{EXT2_XATTR_INDEX_USER, "other", "v22"});  // same length: bytes order
   CHECK(stat_field(img, "/f", "File ACL") == 0);
 }
