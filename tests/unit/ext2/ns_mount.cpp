@@ -55,7 +55,7 @@ ns_fs::ns_fs(const std::string& mkfs_opts, const std::string& size) {
 }
 
 std::unique_ptr<ns_fs> ns_fs::adopt(const std::string& image, int* mount_err) {
-  std::unique_ptr<ns_fs> f(new ns_fs());
+  std::unique_ptr<ns_fs> f(new ns_fs(adopt_tag{}));
   f->img_ = image;
   *mount_err = f->mount_image();
   return f;

@@ -13,6 +13,7 @@
 #include "vnopfs/context.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
+#include "vnopfs/result.h"
 #include "vnopfs/vnops.h"
 
 struct ns_dirent {
@@ -70,7 +71,8 @@ class ns_fs {
   int parent(const std::string& path, vnopfs::vnode** dvpp, std::string* name, const vnopfs::vfs_context& c);
 
  private:
-  ns_fs() = default;
+  struct adopt_tag {};
+  explicit ns_fs(adopt_tag) {}
   int mount_image();
   ns_tmpdir tmp_;
   std::string img_;
