@@ -208,6 +208,11 @@ void vnop_layer_build(vnop_table* t, const char* name, const vnop_table* below,
 int vnop_bypass(void* ap);
 // What a layer's own function calls to pass an op down: the slot of layer->below for ap's descriptor.
 int vnop_call_below(const vnop_table* layer, void* ap);
+// Builds a layer whose every slot is the same generic function (a stats or trace layer): it finds its own
+// table with vnop_running_table() and the op from the args' descriptor (*(const vnodeop_desc**)ap).
+void vnop_layer_build_generic(vnop_table* t, const char* name, const vnop_table* below, vnop_fn every);
+// The table whose slot is running on this thread now (set by dispatch, bypass and vnop_call_below).
+const vnop_table* vnop_running_table();
 
 // ---- dispatch and lock checking
 // Calls the slot of vp->v_op. The table running now is kept in a thread-local (saved and restored around

@@ -178,6 +178,16 @@ int vnop_call_below(const vnop_table* layer, void* ap) {
   return below->call(desc_slot(ap), ap);
 }
 
+const vnop_table* vnop_running_table() { return tls_running; }
+
+void vnop_layer_build_generic(vnop_table* t, const char* name, const vnop_table* below, vnop_fn every) {
+  assert(below != nullptr);
+  t->name = name;
+  t->below = below;
+  t->slots.fill(every);
+  t->defined.fill(true);
+}
+
 int vnop_bypass(void* ap) {
   assert(tls_running != nullptr && tls_running->below != nullptr);
   return vnop_call_below(tls_running, ap);

@@ -1,0 +1,296 @@
+// ext2.h: the internal API of vnops/ext2, shared by its files (ext2-core and ext2-namespace).
+//
+// Objects
+// - ext2_mount (mount::mnt_data): the in-core superblock and group descriptors, geometry, per-group locks.
+// - ext2_inode_info (vnode::v_data): the in-core copy of one on-disk inode plus its lock. One vnode per
+//   inode: ext2_iget goes through the mount's vnode hash (vfs_hash_get / vfs_hash_insert).
+//
+// Locks, outermost first (DESIGN.md section 6):
+//   vnode lock (v_lock, taken by VNOP callers per vnop.def)
+//   -> ext2_inode_info::i_lock (metadata of that inode: the on-disk copy, block map, size)
+//   -> ext2_group::g_lock (bitmaps and counts of one group; taken inside balloc/ialloc/bfree/ifree only)
+//   -> ext2_mount::m_sb_lock (superblock counters; leaf)
+//   -> buffer busy -> cache internals.
+// Rules:
+// - Never hold i_lock across cluster_write/cluster_read/cluster_push/buf_invalidate_range or a buf_getblk of
+//   a *file* vnode's buffer: the cluster layer calls VNOP_BLOCKMAP, which takes i_lock. Metadata buffers
+//   (mnt_devvp) may be taken under i_lock.
+// - Never take two i_locks at once, except with ext2_ilock_pair (address order).
+// - Fields marked [i_lock] are read and written under i_lock; [const] never change after iget.
+//
+// VNOP_WRITE locking for callers (the FUSE frontend): VNOP_WRITE accepts the vnode lock shared or
+// exclusive (vnop.def: L). Take it SHARED only for a write that stays inside EOF without IO_APPEND; take it
+// EXCLUSIVE for IO_APPEND and for writes that may extend the file. A write called with the lock shared that
+// finds it would extend the file (EOF moved, or the caller guessed wrong) moves nothing and returns
+// ERESTART: retake the lock exclusive and call again. Reads (VNOP_READ) take it shared.
+//
+// Errors are errno values; nothing throws out of vnops/ext2 (std::bad_alloc is caught at VNOP boundaries
+// and becomes ENOMEM). Corruption: ext2_corrupt() logs one line and returns EIO.
+//
+// How ext2-namespace asks for something: add a declaration with a contract comment to the REQUESTS section
+// at the end of this file (commit it on your branch, land it with a stub-free caller or none), and ext2-core
+// implements it. Do not implement ext2-core's files yourself unless agreed in that comment.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "vnopfs/buf.h"
+#include "vnopfs/mount.h"
+#include "vnopfs/vnops.h"
+#include "vnops/ext2/format.h"
+
+namespace vnopfs::ext2 {
+
+// ---------------------------------------------------------------------------------------------------------
+// Mount
+
+struct ext2_group {
+  std::mutex g_lock;
+  ext2_group_desc g_desc{};    // [g_lock] in-core copy; written back to the GDT block at sync
+  bool g_dirty = false;        // [g_lock] g_desc differs from the GDT buffer
+};
+
+struct ext2_mount {
+  mount* m_mp = nullptr;
+  vnode* m_devvp = nullptr;
+
+  // Geometry [const after mount]
+  uint32_t m_block_size = 0;       // bytes
+  uint32_t m_log_block_size = 0;   // log2(m_block_size)
+  uint32_t m_blocks_count = 0;
+  uint32_t m_first_data_block = 0;
+  uint32_t m_blocks_per_group = 0;
+  uint32_t m_inodes_per_group = 0;
+  uint32_t m_inodes_count = 0;
+  uint32_t m_groups_count = 0;
+  uint32_t m_inode_size = 0;       // bytes on disk (128 for revision 0)
+  uint32_t m_inodes_per_block = 0;
+  uint32_t m_itb_per_group = 0;    // inode-table blocks per group
+  uint32_t m_first_ino = 0;        // first non-reserved inode
+  uint32_t m_addr_per_block = 0;   // block numbers per indirect block
+  uint32_t m_desc_per_block = 0;
+  uint32_t m_gdt_blocks = 0;       // blocks of the descriptor table
+  uint32_t m_reserved_gdt = 0;     // s_reserved_gdt_blocks (resize_inode)
+  uint32_t m_rev = 0;
+  bool m_filetype = false;         // incompat filetype: dirents carry a type byte
+  bool m_large_file = false;
+  bool m_sparse_super = false;
+  bool m_ext_attr = false;
+  bool m_dir_index = false;        // compat dir_index: keep hashed dirs intact, clear EXT2_INDEX_FL on change
+  uint64_t m_max_file_size = 0;    // bytes: min(block-map limit, 2^32 - 1 without large_file, i_blocks limit)
+
+  bool m_sparse_super2 = false;
+
+  // State
+  bool m_mounted_rw = false;           // [const] mounted read-write: unmount writes the clean state
+  std::atomic<bool> m_rdonly{false};   // set at mount or by s_errors=remount-ro after corruption
+  std::mutex m_sb_lock;
+  ext2_super_block m_sb{};             // [m_sb_lock] in-core superblock; counts recomputed at sync
+  std::unique_ptr<ext2_group[]> m_groups;  // m_groups_count entries
+  std::atomic<uint32_t> m_gen_seed{0}; // i_generation of new inodes
+  std::atomic<uint32_t> m_last_group{0};  // rotor for inode allocation of new directories
+};
+
+inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
+
+// The vfsops named "ext2" (registered by vnops/registry.cpp) and the VNOP table new vnodes get.
+extern const vfsops ext2_vfsops;
+extern vnop_table ext2_vnop_table;
+// Builds ext2_vnop_table (idempotent; registry.cpp calls it before registering the vfsops).
+void ext2_table_init();
+
+// Writes the in-core superblock (with free counts summed from the groups) and dirty group descriptors to
+// their buffers; wait: synchronously. Read-only mounts write nothing and return 0.
+int ext2_sbupdate(ext2_mount* m, bool wait);
+// Writes only the superblock (its s_state with EXT2_ERROR_FS), synchronously, even on a mount that has just
+// become read-only because of corruption. Used by ext2_corrupt; 0 or the write error.
+int ext2_write_super_error(ext2_mount* m);
+
+// ---------------------------------------------------------------------------------------------------------
+// Corruption and validation (check.cpp)
+
+// Logs ONE line "ext2 <from>: inode <ino>, block <blk>: <field>: <detail>" (ino/blk 0 = not applicable),
+// marks the superblock EXT2_ERROR_FS, applies s_errors (continue, or remount read-only), and returns EIO.
+// Use as `return ext2_corrupt(m, ino, blk, "i_block[3]", "block %u outside the filesystem", b);`.
+int ext2_corrupt(ext2_mount* m, uint32_t ino, uint64_t blk, const char* field, const char* fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+// True when blk may hold file data, a directory, an indirect or an xattr block: inside
+// [first_data_block, blocks_count) and not superblock/GDT/reserved-GDT, bitmap or inode-table space.
+bool ext2_data_block_ok(const ext2_mount* m, uint32_t blk);
+// True for an inode number that can name a file: root, or in [first_ino, inodes_count].
+bool ext2_ino_ok(const ext2_mount* m, uint32_t ino);
+// EROFS when the mount is (or became) read-only.
+inline int ext2_check_writable(const ext2_mount* m) { return m->m_rdonly.load() ? EROFS : 0; }
+
+// Geometry helpers.
+inline uint32_t ext2_group_of_block(const ext2_mount* m, uint32_t blk) {
+  return (blk - m->m_first_data_block) / m->m_blocks_per_group;
+}
+inline uint32_t ext2_group_first_block(const ext2_mount* m, uint32_t g) {
+  return m->m_first_data_block + g * m->m_blocks_per_group;
+}
+inline uint32_t ext2_group_of_ino(const ext2_mount* m, uint32_t ino) { return (ino - 1) / m->m_inodes_per_group; }
+// True when group g carries a superblock + GDT copy (sparse_super rule).
+bool ext2_group_has_super(const ext2_mount* m, uint32_t g);
+
+// ---------------------------------------------------------------------------------------------------------
+// In-core inode (inode.cpp)
+
+struct ext2_inode_info {
+  ext2_mount* i_mnt = nullptr;      // [const]
+  vnode* i_vnode = nullptr;         // [const] the vnode whose v_data this is
+  uint32_t i_ino = 0;               // [const]
+  std::mutex i_lock;
+  ext2_inode_large i_di{};          // [i_lock] the on-disk inode (extra fields valid if m_inode_size > 128)
+  std::vector<uint8_t> i_tail;      // [i_lock] on-disk bytes [160, inode_size): in-inode xattr space
+  bool i_dirty = false;             // [i_lock] i_di differs from the inode-table buffer
+  uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
+  int i_write_error = 0;            // [i_lock] sticky error of an earlier write, reported by fsync
+};
+
+inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
+inline vnode* ITOV(const ext2_inode_info* ip) { return ip->i_vnode; }
+
+// Field accessors over i_di, [i_lock] (or the caller knows nobody else can see the inode yet).
+inline mode_t ext2_i_mode(const ext2_inode_info* ip) { return ip->i_di.base.i_mode; }
+inline uint64_t ext2_i_size(const ext2_inode_info* ip) {
+  uint64_t s = ip->i_di.base.i_size;
+  if (S_ISREG(ip->i_di.base.i_mode) || ip->i_mnt->m_rev > EXT2_GOOD_OLD_REV)
+    s |= static_cast<uint64_t>(ip->i_di.base.i_size_high) << 32;
+  return s;
+}
+void ext2_i_set_size(ext2_inode_info* ip, uint64_t size);  // sets i_size/i_size_high, large_file, dirty
+inline uid_t ext2_i_uid(const ext2_inode_info* ip) {
+  return ip->i_di.base.i_uid | (static_cast<uid_t>(ip->i_di.base.l_i_uid_high) << 16);
+}
+inline gid_t ext2_i_gid(const ext2_inode_info* ip) {
+  return ip->i_di.base.i_gid | (static_cast<gid_t>(ip->i_di.base.l_i_gid_high) << 16);
+}
+void ext2_i_set_uid(ext2_inode_info* ip, uid_t uid);
+void ext2_i_set_gid(ext2_inode_info* ip, gid_t gid);
+inline uint32_t ext2_i_nlink(const ext2_inode_info* ip) { return ip->i_di.base.i_links_count; }
+// Adds n blocks (negative: removes) of the mount's block size to i_blocks (512-byte units).
+void ext2_i_blocks_add(ext2_inode_info* ip, int64_t nblocks);
+
+// Timestamps. flags: which times become "now" (ctime/mtime/atime), written with nanoseconds when the
+// inode is large enough. Marks the inode dirty. [i_lock]
+enum : int { EXT2_ICHG = 0x1, EXT2_IUPD = 0x2, EXT2_IACC = 0x4 };
+void ext2_itimes(ext2_inode_info* ip, int flags);
+void ext2_set_time(ext2_inode_info* ip, int which /* one EXT2_I* flag */, const struct timespec& ts);
+struct timespec ext2_get_time(const ext2_inode_info* ip, int which);
+struct timespec ext2_now();
+
+// Returns the vnode of inode `ino` with an iocount (vnode_put to drop), creating and hashing it on first use.
+// Errors: EINVAL for a number that cannot name a file (not root, not in [first_ino, inodes_count]: a
+// caller that read it from disk reports corruption itself), ESTALE for an unused inode (links 0 and mode 0
+// or dtime set) not live in core, EIO + log line for a corrupt inode (bad type, extents flag...).
+int ext2_iget(ext2_mount* m, uint32_t ino, vnode** vpp);
+// Allocates an inode near `dir` (Orlov-lite: directories spread over groups, files in the parent's group),
+// initialises it (mode, uid, gid as given; links 0; times now; generation; i_extra_isize for large
+// inodes), writes it to its inode-table buffer, and returns its vnode with an iocount, i_dirty false.
+// The caller sets i_links_count and calls ext2_iupdate; if it gives up instead, vnode_put frees the inode
+// (inactive sees links 0). ENOSPC when no inode is free. dir may be nullptr (then group 0's rotor).
+int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid_t gid, vnode** vpp);
+// Copies i_di (and i_tail) into the inode-table buffer: bdwrite, or bwrite when wait. Clears i_dirty.
+// [i_lock held by caller]
+int ext2_iupdate(ext2_inode_info* ip, bool wait);
+
+// ---------------------------------------------------------------------------------------------------------
+// Block allocation (alloc.cpp). Per-group locks inside; callers hold i_lock of the inode the block is for.
+
+// Allocates one block, preferring `goal` then its group then the rest; the bitmap bit, group and
+// superblock counts change together. The block's old contents are NOT cleared (the caller initialises
+// it before pointing to it). ENOSPC when none is free (or only the root reserve is left and `use_reserve`
+// is false). The reserve is s_r_blocks_count for callers that are not root (uid 0) or s_def_resuid/gid.
+int ext2_balloc(ext2_mount* m, uint32_t goal, bool use_reserve, uint32_t* blkp);
+// Frees `count` contiguous blocks starting at blk (all in range and allocated, else EIO + log line and
+// nothing freed), and drops their metadata buffers (buf_invalblkno on mnt_devvp). The caller has already
+// made the last on-disk pointer to them go away (written the inode / indirect block) — never free first.
+int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count);
+// Free blocks available to a caller (reserve excluded unless may use it).
+uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
+// May this caller dip into the root reserve?
+bool ext2_may_use_reserve(const ext2_mount* m, const vfs_context& ctx);
+
+// ---------------------------------------------------------------------------------------------------------
+// Block map (bmap.cpp)
+
+enum : int {
+  EXT2_BMAP_ALLOC = 0x1,   // allocate a hole (data block plus missing indirect blocks)
+  EXT2_BMAP_ZERO = 0x2,    // with ALLOC: zero a newly allocated data block on disk (metadata/dir blocks)
+  EXT2_BMAP_RESERVE = 0x4, // with ALLOC: may use the root reserve
+};
+// Maps logical block lbn of ip to a physical block. *pbn = 0 for a hole (without ALLOC). With ALLOC,
+// allocates (goal: after the previous logical block, then the inode's group); *isnew tells whether the
+// data block is new. Indirect blocks are zeroed and written before the pointer to them is set; the data
+// block is not initialised unless EXT2_BMAP_ZERO. *run (optional) = physically contiguous mapped blocks
+// from lbn (1 .. maxrun). Every block number read from disk is validated (EIO + log line).
+// [i_lock held by caller]
+int ext2_bmap_locked(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, uint32_t maxrun,
+                     uint32_t* run, bool* isnew);
+// Directory helper for ext2-namespace: ext2_bmap_locked under i_lock. Read a directory block with
+// buf_meta_bread(m->m_devvp, pbn, &bp); after changing it, buf_bdwrite (or buf_bwrite). A new directory
+// block comes back zeroed on disk when flags has EXT2_BMAP_ZERO; size changes are the caller's
+// (ext2_i_set_size under i_lock).
+int ext2_bmap(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, bool* isnew);
+// The largest logical block number + 1 the block map can address.
+uint64_t ext2_max_lblocks(const ext2_mount* m);
+
+// ---------------------------------------------------------------------------------------------------------
+// Size changes (truncate.cpp)
+
+// Sets the file size: shrinking invalidates cached data past the new EOF, frees data and indirect blocks
+// wholly past it (pointers cleared and written first), zeroes the tail of the last block; growing leaves a
+// hole. Updates mtime/ctime when the size changes. Works for regular files, directories and slow symlinks.
+// The caller holds the vnode lock exclusive and NOT i_lock.
+int ext2_truncate(vnode* vp, uint64_t newsize, const vfs_context& ctx);
+// Frees every block of the inode (links 0 at inactive); the caller holds no i_lock.
+int ext2_free_all_blocks(ext2_inode_info* ip);
+
+// ---------------------------------------------------------------------------------------------------------
+// Permissions (perm.cpp), the kernel's rules (generic_permission, inode_owner_or_capable, setattr_prepare)
+
+enum : int { EXT2_VREAD = 04, EXT2_VWRITE = 02, EXT2_VEXEC = 01 };  // R_OK/W_OK/X_OK values
+// 0 or EACCES: owner/group(incl. supplementary)/other bits; root passes read/write always, exec if any x
+// bit is set or it is a directory. [i_lock] (mode/uid/gid read consistently)
+int ext2_access_check(const ext2_inode_info* ip, int want, const vfs_context& ctx);
+bool ext2_owner_or_root(const ext2_inode_info* ip, const vfs_context& ctx);
+// Sticky directory rule for remove/rename: EPERM unless root, owner of the file or of the directory.
+int ext2_sticky_check(const ext2_inode_info* dir, const ext2_inode_info* ip, const vfs_context& ctx);
+// Owner and gid of a new inode in dir (setgid directories pass on their group and, to subdirectories,
+// S_ISGID); mode_strip_sgid for a setgid+group-exec non-directory created by a non-member. Returns mode.
+mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_context& ctx, uid_t* uid,
+                          gid_t* gid);
+// Clears S_ISUID, and S_ISGID when group-exec is set, for a writer without CAP_FSETID (non-root).
+// Returns true if the mode changed (inode dirty, ctime). [i_lock]
+bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx);
+
+// ---------------------------------------------------------------------------------------------------------
+// VNOPs of ext2-core (table.cpp names them)
+int ext2_vnop_read(vnop_read_args* ap);
+int ext2_vnop_write(vnop_write_args* ap);
+int ext2_vnop_fsync(vnop_fsync_args* ap);
+int ext2_vnop_strategy(vnop_strategy_args* ap);
+int ext2_vnop_blockmap(vnop_blockmap_args* ap);
+int ext2_vnop_getattr(vnop_getattr_args* ap);
+int ext2_vnop_setattr(vnop_setattr_args* ap);
+int ext2_vnop_access(vnop_access_args* ap);
+int ext2_vnop_allocate(vnop_allocate_args* ap);
+int ext2_vnop_ioctl(vnop_ioctl_args* ap);
+int ext2_vnop_inactive(vnop_inactive_args* ap);
+int ext2_vnop_reclaim(vnop_reclaim_args* ap);
+
+// ---------------------------------------------------------------------------------------------------------
+// VNOPs of ext2-namespace (declared by ext2-namespace below; table.cpp's marked section names them)
+
+// ---------------------------------------------------------------------------------------------------------
+// REQUESTS (ext2-namespace -> ext2-core): declarations with a contract comment; ext2-core implements them.
+
+}  // namespace vnopfs::ext2

@@ -1,0 +1,54 @@
+// layer.cpp: layers by name, and stacks of them.
+#include "vnops/layers/layer.h"
+
+#include "vnops/layers/stats.h"
+
+namespace vnopfs {
+
+std::unique_ptr<layer> make_trace_layer(const vnop_table* below);
+std::unique_ptr<layer> make_sync_layer(const vnop_table* below);
+std::unique_ptr<layer> make_nocache_layer(const vnop_table* below);
+
+const std::vector<std::string>& layer_names() {
+  static const std::vector<std::string> names{"stats", "trace", "sync", "nocache"};
+  return names;
+}
+
+std::unique_ptr<layer> make_layer(const std::string& name, const vnop_table* below, std::string* err) {
+  if (name == "stats") return std::make_unique<stats_layer>(below);
+  if (name == "trace") return make_trace_layer(below);
+  if (name == "sync") return make_sync_layer(below);
+  if (name == "nocache") return make_nocache_layer(below);
+  std::string known;
+  for (const auto& n : layer_names()) known += (known.empty() ? "" : ", ") + n;
+  *err = "unknown layer '" + name + "' (known: " + known + ")";
+  return nullptr;
+}
+
+bool layer_stack::push(const std::string& name, std::string* err) {
+  auto l = make_layer(name, top(), err);
+  if (!l) return false;
+  layers_.push_back(std::move(l));
+  return true;
+}
+
+bool layer_stack::push_list(const std::string& names, std::string* err) {
+  size_t start = 0;
+  while (start <= names.size()) {
+    size_t comma = names.find(',', start);
+    std::string n = names.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!n.empty() && !push(n, err)) return false;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return true;
+}
+
+layer* layer_stack::find(const std::string& name) const {
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    if (name == (*it)->name()) return it->get();
+  }
+  return nullptr;
+}
+
+}  // namespace vnopfs
