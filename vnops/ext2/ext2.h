@@ -362,8 +362,37 @@ int ext2_vnop_reclaim(vnop_reclaim_args* ap);
 
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of ext2-namespace (declared by ext2-namespace below; table.cpp's marked section names them)
+// namei.cpp: names. Every op that takes a name refuses one longer than EXT2_NAME_LEN with ENAMETOOLONG.
+int ext2_vnop_lookup(vnop_lookup_args* ap);
+int ext2_vnop_create(vnop_create_args* ap);
+int ext2_vnop_mknod(vnop_mknod_args* ap);
+int ext2_vnop_mkdir(vnop_mkdir_args* ap);
+int ext2_vnop_symlink(vnop_symlink_args* ap);
+int ext2_vnop_readlink(vnop_readlink_args* ap);
+int ext2_vnop_link(vnop_link_args* ap);
+int ext2_vnop_remove(vnop_remove_args* ap);
+int ext2_vnop_rmdir(vnop_rmdir_args* ap);
+int ext2_vnop_readdir(vnop_readdir_args* ap);
+// rename.cpp
+int ext2_vnop_rename(vnop_rename_args* ap);
+// xattr.cpp
+int ext2_vnop_getxattr(vnop_getxattr_args* ap);
+int ext2_vnop_setxattr(vnop_setxattr_args* ap);
+int ext2_vnop_listxattr(vnop_listxattr_args* ap);
+int ext2_vnop_removexattr(vnop_removexattr_args* ap);
 
 // ---------------------------------------------------------------------------------------------------------
 // REQUESTS (ext2-namespace -> ext2-core): declarations with a contract comment; ext2-core implements them.
+//
+// R1 (rename lock): please add to ext2_mount
+//       std::mutex m_rename_lock;  // serializes VNOP_RENAME (and the ancestor walk of its subtree check);
+//                                  // taken before any vnode lock: m_rename_lock -> vnode locks -> i_lock
+//     rename.cpp takes it; nothing else does.
+// R2 (inactive of namespace objects): ext2_free_all_blocks / inactive must leave i_block alone for fast
+//     symlinks (target bytes) and device inodes (rdev), i.e. use ext2_has_blockmap; and release the xattr
+//     block (ext2_xattr_block_release, already in inode.cpp on the ext2core branch) for every inode freed,
+//     whatever its type. namei.cpp relies on this for remove/rmdir/rename-over of the last link.
+// R3 (directory blocks and fsync): dir.cpp calls ext2_note_meta_dirty(dp, pbn) for every directory block it
+//     bdwrites, so VNOP_FSYNC of a directory makes its entries stable (fsync of a new name's directory).
 
 }  // namespace vnopfs::ext2
