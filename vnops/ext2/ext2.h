@@ -103,6 +103,9 @@ struct ext2_mount {
   uint64_t m_overhead_blocks = 0;      // [const] metadata blocks (statfs f_blocks excludes them)
   std::atomic<uint32_t> m_gen_seed{0}; // i_generation of new inodes
   std::atomic<uint32_t> m_last_group{0};  // rotor for inode allocation of new directories
+  // Serializes VNOP_RENAME (and the ancestor walk of its subtree check); taken before any vnode lock:
+  // m_rename_lock -> vnode locks -> i_lock. rename.cpp takes it; nothing else does. (R1)
+  std::mutex m_rename_lock;
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
@@ -384,6 +387,8 @@ int ext2_vnop_removexattr(vnop_removexattr_args* ap);
 // ---------------------------------------------------------------------------------------------------------
 // REQUESTS (ext2-namespace -> ext2-core): declarations with a contract comment; ext2-core implements them.
 //
+// R1-R3: done by ext2-core (m_rename_lock in ext2_mount; inactive frees through ext2_has_blockmap and
+//     releases the xattr block of every freed inode; VNOP_FSYNC of any vnode writes its noted blocks).
 // R1 (rename lock): please add to ext2_mount
 //       std::mutex m_rename_lock;  // serializes VNOP_RENAME (and the ancestor walk of its subtree check);
 //                                  // taken before any vnode lock: m_rename_lock -> vnode locks -> i_lock
