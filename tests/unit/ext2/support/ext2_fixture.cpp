@@ -49,7 +49,7 @@ std::string quote(const std::string& s) {
 
 std::string sh(const std::string& cmd, int* rc) {
   std::string out;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  FILE* f = popen(("(" + cmd + ") 2>&1").c_str(), "r");
   REQUIRE(f != nullptr);
   char buf[65536];
   size_t n;
