@@ -100,7 +100,9 @@ int alloc_in_group(ext2_mount* m, uint32_t g, uint32_t start, uint32_t* blkp) {
 }  // namespace
 
 bool ext2_may_use_reserve(const ext2_mount* m, const vfs_context& ctx) {
-  return ctx.is_superuser() || ctx.uid == m->m_sb.s_def_resuid || ctx.groupmember(m->m_sb.s_def_resgid);
+  // The kernel's ext2_has_free_blocks: resgid 0 (the default) grants nothing by group membership.
+  return ctx.is_superuser() || ctx.uid == m->m_sb.s_def_resuid ||
+         (m->m_sb.s_def_resgid != 0 && ctx.groupmember(m->m_sb.s_def_resgid));
 }
 
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve) {

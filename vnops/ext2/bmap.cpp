@@ -133,6 +133,7 @@ int alloc_one(ext2_inode_info* ip, ext2_reservation* res, uint32_t goal, uint32_
 int zero_block(ext2_inode_info* ip, uint32_t blk, bool data) {
   ext2_mount* m = ip->i_mnt;
   BufRef bp = buf_getblk(m->m_devvp, blk, BLK_META);
+  if (!bp) return ENOMEM;
   buf_clear(bp.get());
   TRY(buf_bwrite(std::move(bp)));
   if (data && S_ISREG(ext2_i_mode(ip))) buf_invalblkno(m->m_devvp, blk);

@@ -178,7 +178,11 @@ int write_impl(vnode* vp, uio* u, int ioflag, const vfs_context& ctx) {
   }
   const uio::mark mark = u->save();
   int err = 0;
-  while (u->resid() > 0 && !err) err = write_round(w);
+  while (u->resid() > 0 && !err) {
+    const off_t before = u->offset();
+    err = write_round(w);
+    if (!err && u->offset() == before) err = EIO;  // no progress without an error: never spin
+  }
   const bool moved = static_cast<uint64_t>(u->offset()) > off;
   if (err && (ioflag & IO_UNIT)) {
     if (w.size > w.orig_size) (void)ext2_truncate(vp, w.orig_size, ctx);

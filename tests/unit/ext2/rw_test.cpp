@@ -313,3 +313,81 @@ TEST_CASE("write: a caller without CAP_FSETID clears setuid/setgid", "[ext2][rw]
   CHECK(fsck_clean(p.img));
   CHECK((stat_field(p.img, "/small", "Mode") & 07777) == 0775);
 }
+
+TEST_CASE("write: revision 0 images and 64 KiB blocks", "[ext2][rw]") {
+  struct variant { const char* what; image_config c; const char* extra; };
+  const variant v = GENERATE(variant{"revision 0", {1024, 128, false, false}, "-r 0"},
+                             variant{"64 KiB blocks", {65536, 256, true, true}, ""});
+  INFO(v.what);
+  populated p(v.c, 32768, v.extra);
+  std::string model = p.big;
+  {
+    mounted m(p.img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(p.img, "/big"));
+    std::string d = pattern(500000, 31);
+    REQUIRE(vwrite(vp, 123457, d) == 0);
+    model_write(model, 123457, d);
+    REQUIRE(vtruncate(vp, 400001) == 0);
+    model.resize(400001);
+    std::string got;
+    REQUIRE(vread(vp, 0, 1u << 20, &got) == 0);
+    CHECK((got == model));
+    vnode_put(vp);
+    REQUIRE(m.unmount() == 0);
+  }
+  p.check("/big", model);
+}
+
+TEST_CASE("write: the root reserve is kept from ordinary users", "[ext2][rw][enospc]") {
+  populated p({4096, 256, true, true}, 4096, "-m 10");
+  const uint64_t reserved = dumpe2fs_field(p.img, "Reserved block count");
+  {
+    mounted m(p.img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(p.img, "/empty"));
+    vnode_attr va;
+    va.va_active = VA_UID;
+    va.va_uid = 1000;
+    REQUIRE(vsetattr(vp, va) == 0);
+    vfs_context user = user_ctx(1000, 1000);
+    std::string chunk = pattern(1u << 20, 12);
+    uint64_t total = 0;
+    int err = 0;
+    while (!err) {
+      size_t w = 0;
+      err = vwrite(vp, static_cast<off_t>(total), chunk, 0, &user, &w);
+      total += w;
+    }
+    CHECK(err == ENOSPC);
+    struct statvfs st;
+    REQUIRE(VFS_STATFS(m.mp(), &st, vfs_context::kernel()) == 0);
+    CHECK(st.f_bavail == 0);
+    CHECK(st.f_bfree == reserved);
+    REQUIRE(vwrite(vp, static_cast<off_t>(total), "root may", 0) == 0);  // root dips into the reserve
+    vnode_put(vp);
+    REQUIRE(m.unmount() == 0);
+  }
+  CHECK(fsck_clean(p.img));
+}
+
+TEST_CASE("write: IO_NOCACHE and VFS_SYNC leave the data and counts on disk", "[ext2][rw]") {
+  populated p({});
+  mounted m(p.img);
+  REQUIRE(m.mount_error() == 0);
+  vnode* vp = m.vget(ino_of(p.img, "/empty"));
+  std::string d = pattern(300000, 41);
+  REQUIRE(vwrite(vp, 0, d, IO_NOCACHE | IO_UNIT) == 0);
+  std::string got;
+  REQUIRE(vread(vp, 0, d.size(), &got, IO_NOCACHE) == 0);
+  CHECK((got == d));
+  REQUIRE(VFS_SYNC(m.mp(), MNT_WAIT, vfs_context::kernel()) == 0);
+  // Still mounted: the image already holds the data, the inode and the summary counts.
+  CHECK((debugfs_cat(p.img, "/empty") == d));
+  struct statvfs st;
+  REQUIRE(VFS_STATFS(m.mp(), &st, vfs_context::kernel()) == 0);
+  CHECK(dumpe2fs_field(p.img, "Free blocks") == st.f_bfree);
+  vnode_put(vp);
+  REQUIRE(m.unmount() == 0);
+  CHECK(fsck_clean(p.img));
+}
