@@ -415,3 +415,26 @@ TEST_CASE("write: IO_UNIT restores size and uio when the data cannot be written"
   }
   p.check("/small", p.small);
 }
+
+TEST_CASE("fsync: reports an earlier failed write of the vnode", "[ext2][rw]") {
+  populated p({4096, 256, true, true});
+  std::string model = p.big;
+  {
+    mounted m(p.img, false, 32u << 20, /*with_faults=*/true);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(p.img, "/big"));
+    std::string d = pattern(50000, 6);
+    REQUIRE(vwrite(vp, 4096, d) == 0);  // delayed: nothing reaches the device yet
+    model_write(model, 4096, d);
+    dev::fault_rule r;
+    r.ops = dev::op_bit(dev::io_op::write);
+    r.limit = 1;
+    m.faults()->add_rule(r);
+    CHECK(vfsync(vp) == EIO);  // the failed push is reported...
+    CHECK(m.faults()->counts().failed == 1);
+    CHECK(vfsync(vp) == 0);    // ...once; the data stayed dirty and the retry wrote it
+    vnode_put(vp);
+    REQUIRE(m.unmount() == 0);
+  }
+  p.check("/big", model);
+}
