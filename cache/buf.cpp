@@ -106,6 +106,7 @@ int bufcache_create(mount* mp, dev::device* device, const bufcache_config& cfg) 
       buf* h = &c->hdrs[i];
       h->b_cache = c.get();
       h->b_lflags = BL_HEADER;
+      h->b_header = true;
       h->b_members.reserve(c->max_io_blocks);
       h->b_io.iov.reserve(c->max_io_blocks);
       c->hdr_free.push_back(*h);
@@ -475,7 +476,7 @@ void buf_startwrite(buf* bp) {
   bufcache* c = bp->b_cache;
   {
     std::lock_guard g(c->mtx);
-    if (bp->b_lflags & BL_HEADER) {
+    if (bp->b_header) {
       for (buf* m : bp->b_members) markclean_locked(c, m);
     } else {
       markclean_locked(c, bp);
@@ -586,7 +587,7 @@ static void cluster_iodone(buf* hdr);
 
 void buf_biodone(buf* bp) {
   bufcache* c = bp->b_cache;
-  if (bp->b_lflags & BL_HEADER) {
+  if (bp->b_header) {
     cluster_iodone(bp);
     return;
   }
@@ -683,7 +684,7 @@ int buf_strategy(vnode* devvp, buf* bp) {
   r->op = read ? dev::io_op::read : dev::io_op::write;
   r->attrs = (has(bp, B_FUA) ? uint32_t{dev::IO_ATTR_FUA} : 0u) | (has(bp, B_META) ? uint32_t{dev::IO_ATTR_META} : 0u);
   r->offset = static_cast<uint64_t>(bp->b_blkno) << c->bshift;
-  if (bp->b_lflags & BL_HEADER) {
+  if (bp->b_header) {
     for (buf* m : bp->b_members) r->add_iov(m->b_datap, c->bs);
   } else {
     r->add_iov(bp->b_datap, bp->b_bcount);

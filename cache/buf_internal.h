@@ -70,6 +70,7 @@ struct buf {
   bufcache* b_cache = nullptr;
   dev::io_request b_io;          // the one request of this buffer's I/O: nothing allocated per I/O
   std::condition_variable b_cv;  // [M] busy released (BL_WANTED) or I/O done (B_DONE)
+  bool b_header = false;         // a cluster header (fixed at create: read without the mutex)
   std::vector<buf*> b_members;   // cluster header: its buffers in block order (capacity reserved once)
 };
 

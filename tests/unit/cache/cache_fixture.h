@@ -19,72 +19,11 @@
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
 #include "vnopfs/vnops.h"
+#include "src/dev/mem.h"
 
 namespace cachetest {
 
 using namespace vnopfs;
-
-// A temporary in-memory device until src/dev's mem device lands on main: one completion thread.
-class tmp_mem_device final : public dev::device {
- public:
-  explicit tmp_mem_device(uint64_t size) : data_(size), th_([this] { loop(); }) {}
-  ~tmp_mem_device() override {
-    {
-      std::lock_guard g(m_);
-      stop_ = true;
-      cv_.notify_all();
-    }
-    th_.join();
-  }
-  void submit(dev::io_request* r) override {
-    std::lock_guard g(m_);
-    q_.push_back(r);
-    cv_.notify_all();
-  }
-  uint64_t size() const override { return data_.size(); }
-  uint32_t sector_size() const override { return 512; }
-  std::string name() const override { return "tmpmem"; }
-  dev::device_stats stats() const override { return {}; }
-  void peek(uint64_t off, void* p, size_t len) {
-    std::lock_guard g(m_);
-    std::memcpy(p, data_.data() + off, len);
-  }
-
- private:
-  void loop() {
-    std::unique_lock g(m_);
-    for (;;) {
-      cv_.wait(g, [&] { return stop_ || !q_.empty(); });
-      if (q_.empty()) return;
-      dev::io_request* r = q_.front();
-      q_.pop_front();
-      int err = 0;
-      size_t bytes = 0;
-      if (r->op == dev::io_op::read || r->op == dev::io_op::write) {
-        if (r->offset + r->length > data_.size()) {
-          err = EIO;
-        } else {
-          uint64_t off = r->offset;
-          for (auto& v : r->iov) {
-            if (r->op == dev::io_op::read) std::memcpy(v.iov_base, data_.data() + off, v.iov_len);
-            else std::memcpy(data_.data() + off, v.iov_base, v.iov_len);
-            off += v.iov_len;
-          }
-          bytes = r->length;
-        }
-      }
-      g.unlock();
-      r->done(r, err, bytes);
-      g.lock();
-    }
-  }
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<dev::io_request*> q_;
-  bool stop_ = false;
-  std::vector<unsigned char> data_;
-  std::thread th_;
-};
 
 struct io_rec {
   dev::io_op op;
@@ -227,14 +166,17 @@ inline const vnop_table* file_table() {
 }
 
 struct fixture {
-  std::unique_ptr<tmp_mem_device> mem;
+  std::unique_ptr<dev::mem_device> mem;
   std::unique_ptr<recorder> rec;
   mount mp;
   std::vector<vnode*> vps;
   int create_err = 0;
 
   explicit fixture(bufcache_config cfg = small_config(), uint64_t dev_bytes = 256u << 20) {
-    mem = std::make_unique<tmp_mem_device>(dev_bytes);
+    dev::mem_options mo;
+    mo.size = dev_bytes;
+    mo.completion_threads = 2;
+    mem = dev::make_mem_device(mo);
     rec = std::make_unique<recorder>(mem.get());
     mp.mnt_device = rec.get();
     create_err = bufcache_create(&mp, rec.get(), cfg);
