@@ -140,8 +140,9 @@ int do_plain(const rename_ctx& r) {
     uint32_t tino;
     TRY(ext2_dir_lookup(r.tdp, r.tname, &tino, &tpos));
     TRY(ext2_dir_retarget(r.tdp, tpos, r.fip->i_ino, fmode, true));
-  } else {
-    TRY(ext2_dir_add(r.tdp, r.tname, r.fip->i_ino, fmode, *r.ctx, true));
+  } else if (int err = ext2_dir_add(r.tdp, r.tname, r.fip->i_ino, fmode, *r.ctx, true)) {
+    if (fdir && r.cross()) (void)links_change(r.tdp, -1, false);  // ENOSPC growing tdp: nothing moved
+    return err;
   }
   // 2. The old name goes (looked up again: the add may have split the record before it).
   dir_pos fpos;

@@ -553,3 +553,41 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
   finish(fs);
   CHECK(stat_of(fs.image(), "/sg/d").find("Group:  1000") != std::string::npos);
 }
+
+TEST_CASE("a shared xattr block is copied on write; its refcount stays right", "[ns][xattr]") {
+  ns_fs fs("-b 1024 -I 128");
+  REQUIRE(fs.create("f") == 0);
+  REQUIRE(fs.create("g") == 0);
+  REQUIRE(fs.setxattr("f", "user.s", "shared") == 0);
+  REQUIRE(fs.unmount() == 0);
+  // Share f's block with g, as the kernel's mbcache would have.
+  std::smatch m;
+  std::string st = stat_of(fs.image(), "/f");
+  REQUIRE(std::regex_search(st, m, std::regex("File ACL: (\\d+)")));
+  uint64_t blk = std::stoull(m[1]);
+  ns_debugfs_w(fs.image(), "sif /g file_acl " + std::to_string(blk));
+  ns_debugfs_w(fs.image(), "sif /g blocks 2");
+  auto b = ns_read_block(fs.image(), blk, 1024);
+  b[4] = 2;  // h_refcount
+  ns_write_block(fs.image(), blk, b);
+  ns_fsck_clean(fs.image());
+  REQUIRE(fs.remount() == 0);
+  std::string v;
+  REQUIRE(fs.getxattr("g", "user.s", &v) == 0);
+  CHECK(v == "shared");
+  REQUIRE(fs.setxattr("g", "user.t", "mine") == 0);  // copy on write
+  CHECK(fs.getxattr("f", "user.t", &v) == ENODATA);
+  REQUIRE(fs.getxattr("f", "user.s", &v) == 0);
+  REQUIRE(fs.unmount() == 0);
+  ns_fsck_clean(fs.image());
+  CHECK(stat_of(fs.image(), "/g").find("File ACL: " + std::to_string(blk)) == std::string::npos);
+  CHECK(ns_read_block(fs.image(), blk, 1024)[4] == 1);
+  REQUIRE(fs.remount() == 0);
+  REQUIRE(fs.unlink("f") == 0);  // the last reference to the old block: freed
+  REQUIRE(fs.removexattr("g", "user.s") == 0);
+  finish(fs);
+  std::string list = ns_debugfs(fs.image(), "ea_list /g");
+  CHECK(list.find("user.t") != std::string::npos);
+  CHECK(list.find("user.s") == std::string::npos);
+  CHECK(ns_debugfs(fs.image(), "testb " + std::to_string(blk)).find("not in use") != std::string::npos);
+}
