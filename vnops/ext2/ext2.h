@@ -389,15 +389,10 @@ int ext2_vnop_removexattr(vnop_removexattr_args* ap);
 //
 // R1-R3: done by ext2-core (m_rename_lock in ext2_mount; inactive frees through ext2_has_blockmap and
 //     releases the xattr block of every freed inode; VNOP_FSYNC of any vnode writes its noted blocks).
-// R1 (rename lock): please add to ext2_mount
-//       std::mutex m_rename_lock;  // serializes VNOP_RENAME (and the ancestor walk of its subtree check);
-//                                  // taken before any vnode lock: m_rename_lock -> vnode locks -> i_lock
-//     rename.cpp takes it; nothing else does.
-// R2 (inactive of namespace objects): ext2_free_all_blocks / inactive must leave i_block alone for fast
-//     symlinks (target bytes) and device inodes (rdev), i.e. use ext2_has_blockmap; and release the xattr
-//     block (ext2_xattr_block_release, already in inode.cpp on the ext2core branch) for every inode freed,
-//     whatever its type. namei.cpp relies on this for remove/rmdir/rename-over of the last link.
-// R3 (directory blocks and fsync): dir.cpp calls ext2_note_meta_dirty(dp, pbn) for every directory block it
-//     bdwrites, so VNOP_FSYNC of a directory makes its entries stable (fsync of a new name's directory).
+//   R1 rename.cpp takes m_rename_lock before any vnode lock; nothing else takes it.
+//   R2 namei.cpp relies on inactive freeing the last link's inode (blocks, xattr block) for remove, rmdir
+//      and rename over a name.
+//   R3 dir.cpp notes every directory block it bdwrites (ext2_note_meta_dirty), so fsync of a directory
+//      makes its entries stable.
 
 }  // namespace vnopfs::ext2
