@@ -56,6 +56,13 @@ struct io_request {
   void* owner = nullptr;   // the submitter's context (the buffer cache puts its buf here)
   uint64_t submit_ns = 0;  // set by the device at submit, for latency stats
 
+  // Scratch for the one device currently holding the request (a preset error, progress of a resubmitted
+  // short transfer, a deadline for a delayed request). The submitter leaves them alone; their values after
+  // completion mean nothing.
+  int dev_error = 0;
+  uint64_t dev_bytes = 0;
+  uint64_t dev_deadline_ns = 0;
+
   // Hook for a device's internal queues; free while the request is not inside a device.
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> q_hook;
 
@@ -69,6 +76,7 @@ struct device_stats {
   uint64_t bytes_read = 0, bytes_written = 0;
   uint64_t errors = 0;
   uint64_t merged = 0;          // requests merged into a neighbour by the queue
+  uint64_t sorted = 0;          // writes the queue put before an earlier-submitted write (disksort)
   uint64_t in_flight_max = 0;
   uint64_t latency_ns_total = 0;  // sum over completed requests
   // I/O size histogram: bucket i counts requests of size in [2^(i+9), 2^(i+10)) bytes (512 B .. >= 64 MiB)
@@ -137,6 +145,7 @@ std::unique_ptr<device> make_partition(device* below, uint64_t start, uint64_t l
 
 // faults: fails, delays or tears requests chosen by rules (see src/dev/faults.h for the rule language).
 class faults_device;
+std::unique_ptr<faults_device> make_faults(device* below);
 
 // Synchronous helper for mount-time and tools: submits and waits. Returns the error; *bytes if given.
 int dev_sync_io(device& d, io_op op, uint64_t offset, void* buf, size_t len, uint32_t attrs = 0,

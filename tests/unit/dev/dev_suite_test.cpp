@@ -1,0 +1,228 @@
+// dev_suite_test.cpp: the one suite every backend and layer must pass (device.h's contract).
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <thread>
+
+#include "dev_fixture.h"
+
+using namespace devtest;
+
+#define KINDS "mem", "file", "file+direct", "file-nosort", "uring", "uring+direct", "partition(file)", "faults(mem)"
+
+#define GET_DUT(d)                                                   \
+  auto d = make_dut(GENERATE(as<std::string>{}, KINDS));             \
+  INFO("device kind " << d->kind);                                   \
+  if (!d->dev) {                                                     \
+    WARN("skipping " << d->kind << ": " << d->skip);                 \
+    return;                                                          \
+  }
+
+TEST_CASE("dev: read after write, and stats count it", "[dev][suite]") {
+  GET_DUT(d);
+  const size_t n = 64 << 10;
+  abuf w(n), r(n);
+  for (uint64_t off : {uint64_t(0), uint64_t(1) << 20, d->dev->size() - n}) {
+    pattern(w.data(), n, off + 1);
+    REQUIRE(dev_sync_io(*d->dev, io_op::write, off, w.data(), n) == 0);
+    size_t got = 0;
+    REQUIRE(dev_sync_io(*d->dev, io_op::read, off, r.data(), n, 0, &got) == 0);
+    CHECK(got == n);
+    CHECK(memcmp(w.data(), r.data(), n) == 0);
+  }
+  device_stats s = d->dev->stats();
+  CHECK(s.writes == 3);
+  CHECK(s.reads == 3);
+  CHECK(s.bytes_written == 3 * n);
+  CHECK(s.bytes_read == 3 * n);
+  CHECK(s.errors == 0);
+  CHECK(s.size_hist[7] == 6);  // 64 KiB: bucket i holds [2^(i+9), 2^(i+10))
+  CHECK(s.in_flight_max >= 1);
+  CHECK(s.latency_ns_total > 0);
+}
+
+TEST_CASE("dev: vectored I/O with several iovecs", "[dev][suite]") {
+  GET_DUT(d);
+  uint32_t a = io_align(*d);
+  // Odd sizes where nothing is enforced, sector multiples under O_DIRECT.
+  std::vector<size_t> wl = a == 1 ? std::vector<size_t>{1, 4095, 7, 12289} : std::vector<size_t>{a, 3 * a, a};
+  std::vector<size_t> rl = a == 1 ? std::vector<size_t>{5000, 10000, 1392} : std::vector<size_t>{2 * a, 3 * a};
+  size_t total = 0;
+  for (size_t l : wl) total += l;
+  uint64_t off = a == 1 ? 12345 : 8 * a;
+  abuf src(total), dst(total, 0xee);
+  pattern(src.data(), total, 99);
+
+  treq w;
+  tracker t(2);
+  size_t pos = 0;
+  for (size_t l : wl) { w.add_iov(src.data() + pos, l); pos += l; }
+  w.op = io_op::write; w.offset = off; w.done = treq_done; w.t = &t; w.id = 0;
+  d->dev->submit(&w);
+  while (t.completed.load() < 1) std::this_thread::yield();
+  REQUIRE(w.error == 0);
+  REQUIRE(w.got == total);
+
+  treq r;
+  pos = 0;
+  for (size_t l : rl) { r.add_iov(dst.data() + pos, l); pos += l; }
+  REQUIRE(r.length == total);
+  r.op = io_op::read; r.offset = off; r.done = treq_done; r.t = &t; r.id = 1;
+  d->dev->submit(&r);
+  while (t.completed.load() < 2) std::this_thread::yield();
+  REQUIRE(r.error == 0);
+  CHECK(r.got == total);
+  CHECK(memcmp(src.data(), dst.data(), total) == 0);
+}
+
+// 8 submitters, 100k requests: each completes exactly once, without error, and data lands where it was sent.
+TEST_CASE("dev: concurrent submitters, no lost or doubled completion", "[dev][suite]") {
+  GET_DUT(d);
+  constexpr int kThreads = 8, kPerThread = 12500, kWindow = 32, kBlocks = 64;
+  const size_t bs = std::max<uint32_t>(512, io_align(*d));
+  tracker t(size_t(kThreads) * kPerThread);
+  std::atomic<uint64_t> bad_data{0}, stuck{0};
+  auto worker = [&](int th) {
+    std::vector<treq> reqs(kWindow);
+    abuf mem(kWindow * bs);
+    for (int i = 0; i < kPerThread; i++) {
+      int slot = i % kWindow;
+      treq& q = reqs[slot];
+      if (i >= kWindow) {
+        // wait for the previous request in this slot
+        auto t0 = std::chrono::steady_clock::now();
+        while (t.calls[q.id].load() == 0) {
+          std::this_thread::yield();
+          if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(30)) { stuck++; abort(); }
+        }
+        if (q.op == io_op::read && q.error == 0) {
+          // the block holds zeros or a record of this thread for this block
+          const unsigned char* p = reinterpret_cast<unsigned char*>(q.iov[0].iov_base);
+          bool zero = true;
+          for (size_t k = 0; k < bs; k++) zero = zero && p[k] == 0;
+          uint32_t rec[2];
+          memcpy(rec, p, sizeof rec);
+          if (!zero && (rec[0] != uint32_t(th) || (rec[1] / 2) % kBlocks != (q.offset / bs) % kBlocks)) bad_data++;
+        }
+      }
+      q.~treq();
+      new (&q) treq();
+      uint32_t id = uint32_t(th * kPerThread + i);
+      char* buf = mem.data() + slot * bs;
+      uint64_t block = uint64_t(th) * kBlocks + uint64_t(i / 2) % kBlocks;  // each block written, then read
+      q.op = (i % 2) ? io_op::read : io_op::write;
+      if (q.op == io_op::write) {
+        uint32_t rec[2] = {uint32_t(th), uint32_t(i)};
+        memset(buf, 0x5a, bs);
+        memcpy(buf, rec, sizeof rec);
+      }
+      q.offset = block * bs;
+      q.add_iov(buf, bs);
+      q.id = id;
+      q.t = &t;
+      q.done = treq_done;
+      d->dev->submit(&q);
+    }
+    for (treq& q : reqs) {
+      auto t0 = std::chrono::steady_clock::now();
+      while (t.calls[q.id].load() == 0) {
+        std::this_thread::yield();
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(30)) { stuck++; abort(); }
+      }
+    }
+  };
+  std::vector<std::thread> ths;
+  for (int i = 0; i < kThreads; i++) ths.emplace_back(worker, i);
+  for (auto& th : ths) th.join();
+  REQUIRE(stuck == 0);
+  uint64_t once = 0, other = 0;
+  for (auto& c : t.calls) (c.load() == 1 ? once : other)++;
+  CHECK(once == uint64_t(kThreads) * kPerThread);
+  CHECK(other == 0);
+  CHECK(t.errors == 0);
+  CHECK(bad_data == 0);
+  CHECK(t.bytes == uint64_t(kThreads) * kPerThread * bs);
+  device_stats s = d->dev->stats();
+  CHECK(s.reads + s.writes == uint64_t(kThreads) * kPerThread);
+  // Every block a thread wrote ends with a record of that thread for that block.
+  abuf b(bs);
+  for (int th = 0; th < kThreads; th++)
+    for (int k = 0; k < kBlocks; k++) {
+      REQUIRE(dev_sync_io(*d->dev, io_op::read, (uint64_t(th) * kBlocks + k) * bs, b.data(), bs) == 0);
+      uint32_t rec[2];
+      memcpy(rec, b.data(), sizeof rec);
+      CHECK(rec[0] == uint32_t(th));
+      CHECK((rec[1] / 2) % kBlocks == uint32_t(k));
+    }
+}
+
+TEST_CASE("dev: a write completed before a flush survives a crash", "[dev][suite]") {
+  GET_DUT(d);
+  const size_t n = 32 << 10;
+  abuf w(n), r(n);
+  pattern(w.data(), n, 7);
+  REQUIRE(dev_sync_io(*d->dev, io_op::write, 4 << 20, w.data(), n) == 0);
+  REQUIRE(dev_sync_io(*d->dev, io_op::flush, 0, nullptr, 0) == 0);
+  abuf fua(n);
+  pattern(fua.data(), n, 8);
+  REQUIRE(dev_sync_io(*d->dev, io_op::write, 5 << 20, fua.data(), n, IO_ATTR_FUA) == 0);
+  d->crash();
+  REQUIRE(d->dev);
+  REQUIRE(dev_sync_io(*d->dev, io_op::read, 4 << 20, r.data(), n) == 0);
+  CHECK(memcmp(w.data(), r.data(), n) == 0);
+  REQUIRE(dev_sync_io(*d->dev, io_op::read, 5 << 20, r.data(), n) == 0);
+  CHECK(memcmp(fua.data(), r.data(), n) == 0);
+  CHECK(d->dev->stats().errors == 0);
+}
+
+TEST_CASE("dev: unmap reads back zeros", "[dev][suite]") {
+  GET_DUT(d);
+  const size_t n = 64 << 10;
+  abuf w(n), r(n), z(16 << 10);
+  pattern(w.data(), n, 3);
+  const uint64_t off = 2 << 20;
+  REQUIRE(dev_sync_io(*d->dev, io_op::write, off, w.data(), n) == 0);
+  REQUIRE(dev_sync_io(*d->dev, io_op::unmap, off + (16 << 10), nullptr, 16 << 10) == 0);
+  REQUIRE(dev_sync_io(*d->dev, io_op::read, off, r.data(), n) == 0);
+  CHECK(memcmp(r.data(), w.data(), 16 << 10) == 0);
+  CHECK(memcmp(r.data() + (16 << 10), z.data(), 16 << 10) == 0);
+  CHECK(memcmp(r.data() + (32 << 10), w.data() + (32 << 10), 32 << 10) == 0);
+  CHECK(d->dev->stats().unmaps == 1);
+}
+
+TEST_CASE("dev: the device size bounds every request", "[dev][suite]") {
+  GET_DUT(d);
+  const uint64_t size = d->dev->size();
+  const size_t s = std::max<uint32_t>(512, io_align(*d));
+  abuf b(2 * s);
+  CHECK(dev_sync_io(*d->dev, io_op::read, size - s, b.data(), s) == 0);            // last sector: fine
+  CHECK(dev_sync_io(*d->dev, io_op::write, size - s, b.data(), s) == 0);
+  CHECK(dev_sync_io(*d->dev, io_op::read, size - s, b.data(), 2 * s) == EIO);      // straddles the end
+  CHECK(dev_sync_io(*d->dev, io_op::write, size, b.data(), s) == EIO);             // past the end
+  CHECK(dev_sync_io(*d->dev, io_op::read, UINT64_MAX - s + 1, b.data(), s) == EIO);  // offset+len overflows
+  CHECK(dev_sync_io(*d->dev, io_op::unmap, size - s, nullptr, 2 * s) == EIO);
+  CHECK(d->dev->stats().errors == 4);
+}
+
+TEST_CASE("dev: the destructor completes every request in flight", "[dev][suite]") {
+  GET_DUT(d);
+  constexpr int n = 2000;
+  const size_t bs = std::max<uint32_t>(4096, io_align(*d));
+  tracker t(n);
+  std::vector<treq> reqs(n);
+  abuf mem(64 * bs);
+  for (int i = 0; i < n; i++) {
+    treq& q = reqs[i];
+    q.op = i % 3 == 0 ? io_op::read : i % 100 == 50 ? io_op::flush : io_op::write;
+    q.offset = uint64_t(i % 256) * bs;
+    if (q.op != io_op::flush) q.add_iov(mem.data() + (i % 64) * bs, bs);
+    q.id = i; q.t = &t; q.done = treq_done;
+    d->dev->submit(&q);
+  }
+  d->destroy();
+  CHECK(t.completed == uint64_t(n));
+  uint64_t bad = 0;
+  for (auto& c : t.calls) bad += c.load() != 1;
+  CHECK(bad == 0);
+  CHECK(t.errors == 0);
+}
