@@ -1,12 +1,12 @@
 #include "src/fuse/fsglue.h"
 
 #include "vnops/ext2/ext2.h"
+#include "vnops/registry.h"
 
 namespace vnopfs::fuse {
 
 void register_filesystems() {
-  ext2::ext2_table_init();
-  vfs_register_fs(&ext2::ext2_vfsops);
+  vnops_register_filesystems();
 }
 
 const vnop_table* filesystem_table(const std::string& name) {

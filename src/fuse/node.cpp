@@ -250,26 +250,43 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;  // RENAME_WHITEOUT: not in ext2
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
   vfs_context ctx = make_context(req, true);
-  vref fdvp, tdvp, fvp, tvp;
+  vref fdvp, tdvp;
   TRY(f.inodes->get(parent, fdvp.out()));
   TRY(f.inodes->get(newparent, tdvp.out()));
-  {
-    vn_shared l(fdvp.get());
-    TRY(lookup_locked(fdvp.get(), name, fvp.out(), ctx));
-  }
-  {
-    vn_shared l(tdvp.get());
-    err = lookup_locked(tdvp.get(), newname, tvp.out(), ctx);
-  }
-  if (err && err != ENOENT) return err;
-  if (err == ENOENT && (flags & RENAME_EXCHANGE)) return ENOENT;
-  if (err == 0 && (flags & RENAME_NOREPLACE)) return EEXIST;
   componentname fcn = cn_of(name), tcn = cn_of(newname);
   uint32_t vflags = ((flags & RENAME_NOREPLACE) ? uint32_t{VNOP_RENAME_NOREPLACE} : 0u) |
                     ((flags & RENAME_EXCHANGE) ? uint32_t{VNOP_RENAME_EXCHANGE} : 0u);
-  TRY(VNOP_RENAME(fdvp.get(), fvp.get(), &fcn, tdvp.get(), tvp.get(), &tcn, vflags, &ctx));
-  fuse_reply_err(req, 0);
-  return 0;
+  // The filesystem checks under its locks that the names still name what we looked up: ESTALE (target
+  // changed) or ENOENT (source changed) while the source still exists means "look up again".
+  for (int attempt = 0; attempt < 100; attempt++) {
+    vref fvp, tvp;
+    {
+      vn_shared l(fdvp.get());
+      TRY(lookup_locked(fdvp.get(), name, fvp.out(), ctx));
+    }
+    {
+      vn_shared l(tdvp.get());
+      err = lookup_locked(tdvp.get(), newname, tvp.out(), ctx);
+    }
+    if (err && err != ENOENT) return err;
+    if (err == ENOENT && (flags & RENAME_EXCHANGE)) return ENOENT;
+    if (err == 0 && (flags & RENAME_NOREPLACE)) return EEXIST;
+    err = VNOP_RENAME(fdvp.get(), fvp.get(), &fcn, tdvp.get(), tvp.get(), &tcn, vflags, &ctx);
+    if (err == ESTALE || err == ENOENT) {
+      vref again;
+      int lerr;
+      {
+        vn_shared l(fdvp.get());
+        lerr = lookup_locked(fdvp.get(), name, again.out(), ctx);
+      }
+      if (lerr == 0 && (err == ESTALE || again.get() != fvp.get())) continue;
+      return err == ESTALE ? ENOENT : err;
+    }
+    if (err) return err;
+    fuse_reply_err(req, 0);
+    return 0;
+  }
+  return EBUSY;
 }
 
 int do_statfs(fuse_req_t req) {
