@@ -25,7 +25,7 @@ expect_error "bad value for option 'cache_size': '10K'" "$IMG" "$MNT" -o cache_s
 expect_error "bad value for option 'backend': 'floppy'" "$IMG" "$MNT" -o backend=floppy
 expect_error "bad value for option 'threads': '0'" "$IMG" "$MNT" -o threads=0
 expect_error "option 'stats' needs a value" "$IMG" "$MNT" -o stats
-expect_error "unknown layer 'nolayer'" "$IMG" "$MNT" -o layers=trace,nolayer
+expect_error "unknown layer 'nolayer'" "$IMG" "$MNT" -o layers=trace+nolayer
 expect_error "unknown argument '--frobnicate'" "$IMG" "$MNT" --frobnicate
 expect_error "expected IMAGE and MOUNTPOINT" "$IMG"
 expect_error "option 'remount' is not supported" "$IMG" "$MNT" -o remount
