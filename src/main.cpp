@@ -285,6 +285,11 @@ int serve(daemon_state& s) {
     unmount_fs(s);
     return 1;
   }
+  // libfuse installs its handlers only over SIG_DFL; a daemon started in the background of a script
+  // inherits SIGINT ignored, and must still stop cleanly on it.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGHUP, SIG_DFL);
   if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, s.o.mountpoint.c_str()) != 0) {
     die_msg("cannot mount FUSE on '" + s.o.mountpoint + "'");
     fuse_session_destroy(se);

@@ -29,7 +29,7 @@ for k in range(0, len(data), 100):
     last[tag] = seq
 assert len(last) == procs and all(v == n - 1 for v in last.values()), dict(last)
 PY
-cat >"$T/mmap.py" <<'PY'
+cat >"$T/mmaptest.py" <<'PY'
 import errno, mmap, os, sys
 path, mode = sys.argv[1], sys.argv[2]
 size = 3 * 1024 * 1024 + 123
@@ -73,7 +73,7 @@ for kc in writethrough none writeback; do
   for p in 1 2 3 4; do python3 "$T/append.py" "$f" "p$p" 1500 & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || fail "appender failed ($kc)"; done
   python3 "$T/check_append.py" "$f" 4 1500 || fail "O_APPEND records lost or interleaved ($kc)"
-  python3 "$T/mmap.py" "$MNT/mmap-$kc.bin" "$kc" || fail "mmap ($kc)"
+  python3 "$T/mmaptest.py" "$MNT/mmap-$kc.bin" "$kc" || fail "mmap ($kc)"
   unmount_vnopfs
   check_image
   mount_vnopfs -o kcache=$kc

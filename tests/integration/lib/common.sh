@@ -24,6 +24,7 @@ RO=$T/ro
 mkdir -p "$MNT" "$RO"
 DAEMON_PID=
 EXTRA_MOUNTS=()
+ON_EXIT=()   # extra cleanup commands (strings), run first
 
 log() { echo "[$CASE $(date +%T)] $*"; }
 fail() { echo "FAIL [$CASE]: $*" >&2; [ -s "$T/daemon.log" ] && { echo "--- daemon log (tail)"; tail -20 "$T/daemon.log"; } >&2; exit 1; }
@@ -34,6 +35,7 @@ is_mounted() { grep -qs " $1 " /proc/mounts; }
 cleanup() {
   local rc=$?
   set +e
+  for c in "${ON_EXIT[@]}"; do eval "$c"; done
   for m in "${EXTRA_MOUNTS[@]}" "$MNT" "$RO"; do
     if is_mounted "$m"; then fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; fi
   done
