@@ -22,7 +22,7 @@
 // - buf_bread: EIO (device) or the strategy's error; no half-valid buffer stays behind (invalidated).
 // - Writes nobody waits for (bdwrite, bawrite, flusher): a failed write leaves the data dirty (retried by
 //   the next push) and records EIO on the vnode; the next buf_flushdirtyblks/cluster_push with a wait, and
-//   so the next VNOP_FSYNC of that vnode, returns EIO. After kMaxWriteRetries failures a buffer is dropped
+//   so the next VNOP_FSYNC of that vnode, returns EIO. After max_write_retries (bufcache_config) failures a buffer is dropped
 //   and the vnode's error becomes sticky: every later fsync returns EIO (the data is lost; we never say it
 //   is safe).
 #pragma once
@@ -123,6 +123,7 @@ struct bufcache_config {
   uint32_t max_async_per_vnode = 15;    // async writes in flight per vnode (XNU VNODE_ASYNC_THROTTLE)
   uint32_t flush_age_ms = 30000;        // the flusher writes delayed buffers older than this
   uint32_t flusher_period_ms = 1000;
+  uint32_t max_write_retries = 3;       // failed writes of one buffer before its data is dropped (buf.h Errors)
   // cluster layer
   uint32_t max_io_bytes = 1u << 20;     // largest single device I/O; a full write cluster is pushed at once
   uint32_t clusters_per_vnode = 8;      // write-behind clusters tracked per vnode before going sparse

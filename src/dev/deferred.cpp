@@ -7,6 +7,10 @@
 
 namespace vnopfs::dev {
 
+deferred_queue::deferred_queue(run_fn run, void* ctx) : run_(run), ctx_(ctx) {
+  thread_ = std::thread([this] { loop(); });
+}
+
 deferred_queue::~deferred_queue() {
   {
     std::lock_guard lk(mu_);
@@ -26,11 +30,11 @@ void deferred_queue::push(io_request* r) {
     it = prev;
   }
   items_.insert(it, *r);
-  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
   cv_.notify_one();
 }
 
 void deferred_queue::loop() {
+  pthread_setname_np(pthread_self(), "dev-deferred");
   std::unique_lock lk(mu_);
   for (;;) {
     if (items_.empty()) {

@@ -5,8 +5,9 @@
 // it once r->dev_deadline_ns (CLOCK_MONOTONIC ns; 0 = now) has passed. `run` then completes or forwards it.
 // The queue links requests through q_hook and allocates nothing, so it works when memory is short.
 //
-// The thread ("<owner>-deferred") starts at the first push and is owned by the layer holding the queue;
-// the destructor runs every queued request (waiting for its deadline) and joins the thread.
+// The thread starts with the queue (constructing one may throw std::system_error: the layer's factory catches
+// it) and is owned by the layer holding the queue; the destructor runs every queued request (waiting for its
+// deadline) and joins the thread.
 #pragma once
 
 #include <condition_variable>
@@ -21,7 +22,7 @@ namespace vnopfs::dev {
 class deferred_queue {
  public:
   using run_fn = void (*)(void* ctx, io_request* r);
-  deferred_queue(run_fn run, void* ctx) : run_(run), ctx_(ctx) {}
+  deferred_queue(run_fn run, void* ctx);
   ~deferred_queue();
   deferred_queue(const deferred_queue&) = delete;
   deferred_queue& operator=(const deferred_queue&) = delete;

@@ -15,7 +15,8 @@ static constexpr int kForward = -1;
 std::unique_ptr<faults_device> make_faults(device* below) {
   try {
     return std::make_unique<faults_device>(below);
-  } catch (const std::bad_alloc&) {
+  } catch (const std::exception& e) {  // bad_alloc, or system_error from starting the deferred thread
+    DEV_LOG("faults over %s: %s", below->name().c_str(), e.what());
     return nullptr;
   }
 }

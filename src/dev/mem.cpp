@@ -16,8 +16,8 @@ std::unique_ptr<mem_device> make_mem_device(const mem_options& o) {
   }
   try {
     return std::make_unique<mem_device>(o);
-  } catch (const std::bad_alloc&) {
-    DEV_LOG("mem: cannot allocate %" PRIu64 " bytes", o.size);
+  } catch (const std::exception& e) {
+    DEV_LOG("mem: %" PRIu64 " bytes: %s", o.size, e.what());
     return nullptr;
   }
 }
@@ -28,7 +28,17 @@ mem_device::mem_device(const mem_options& o) : o_(o), data_(o.size) {
     dirty_.resize(o_.size / o_.sector_size);
   }
   int n = o_.completion_threads > 0 ? o_.completion_threads : 1;
-  for (int i = 0; i < n; i++) threads_.emplace_back([this] { loop(); });
+  try {
+    for (int i = 0; i < n; i++) threads_.emplace_back([this] { loop(); });
+  } catch (...) {  // no destructor for a half-built object: stop the threads that started
+    {
+      std::lock_guard lk(q_mu_);
+      stop_ = true;
+    }
+    q_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    throw;
+  }
 }
 
 mem_device::~mem_device() {

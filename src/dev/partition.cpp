@@ -87,7 +87,8 @@ std::unique_ptr<device> make_partition(device* below, uint64_t start, uint64_t l
   }
   try {
     return std::make_unique<partition_device>(below, start, length);
-  } catch (const std::bad_alloc&) {
+  } catch (const std::exception& e) {  // bad_alloc, or system_error from starting the deferred thread
+    DEV_LOG("partition over %s: %s", below->name().c_str(), e.what());
     return nullptr;
   }
 }

@@ -223,7 +223,7 @@ class uring_device final : public device {
     if (again) return;
     if (err) DEV_LOG("%s: %s [%" PRIu64 ", +%" PRIu64 "): %s", name().c_str(), io_op_name(r->op), r->offset,
                      r->length, strerror(err));
-    finish(st_, r, err, err ? size_t(r->dev_bytes) : size_t(r->dev_bytes));
+    finish(st_, r, err, size_t(r->dev_bytes));
   }
 
   const std::string path_;

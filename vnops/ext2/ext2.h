@@ -43,6 +43,7 @@
 
 #include "vnopfs/buf.h"
 #include "vnopfs/mount.h"
+#include "vnopfs/result.h"
 #include "vnopfs/vnops.h"
 #include "vnops/ext2/format.h"
 
@@ -54,7 +55,9 @@ namespace vnopfs::ext2 {
 struct ext2_group {
   std::mutex g_lock;
   ext2_group_desc g_desc{};    // [g_lock] in-core copy; written back to the GDT block at sync
+                               // (location fields bg_*_bitmap/bg_inode_table are [const] after mount)
   bool g_dirty = false;        // [g_lock] g_desc differs from the GDT buffer
+  bool g_bitmap_checked = false;  // [g_lock] the block bitmap was checked to cover the group's metadata
 };
 
 struct ext2_mount {
@@ -94,8 +97,15 @@ struct ext2_mount {
   std::mutex m_sb_lock;
   ext2_super_block m_sb{};             // [m_sb_lock] in-core superblock; counts recomputed at sync
   std::unique_ptr<ext2_group[]> m_groups;  // m_groups_count entries
+  // Allocatable counts: the groups' free counts minus outstanding reservations (ext2_reserve_blocks).
+  std::atomic<int64_t> m_free_blocks{0};
+  std::atomic<int64_t> m_free_inodes{0};
+  uint64_t m_overhead_blocks = 0;      // [const] metadata blocks (statfs f_blocks excludes them)
   std::atomic<uint32_t> m_gen_seed{0}; // i_generation of new inodes
   std::atomic<uint32_t> m_last_group{0};  // rotor for inode allocation of new directories
+  // Serializes VNOP_RENAME (and the ancestor walk of its subtree check); taken before any vnode lock:
+  // m_rename_lock -> vnode locks -> i_lock. rename.cpp takes it; nothing else does. (R1)
+  std::mutex m_rename_lock;
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
@@ -109,6 +119,8 @@ void ext2_table_init();
 // Writes the in-core superblock (with free counts summed from the groups) and dirty group descriptors to
 // their buffers; wait: synchronously. Read-only mounts write nothing and return 0.
 int ext2_sbupdate(ext2_mount* m, bool wait);
+// Waits for nothing itself: issues a device flush (fdatasync of the backing store) and waits for it.
+int ext2_dev_flush(ext2_mount* m);
 // Writes only the superblock (its s_state with EXT2_ERROR_FS), synchronously, even on a mount that has just
 // become read-only because of corruption. Used by ext2_corrupt; 0 or the write error.
 int ext2_write_super_error(ext2_mount* m);
@@ -151,8 +163,10 @@ struct ext2_inode_info {
   ext2_inode_large i_di{};          // [i_lock] the on-disk inode (extra fields valid if m_inode_size > 128)
   std::vector<uint8_t> i_tail;      // [i_lock] on-disk bytes [160, inode_size): in-inode xattr space
   bool i_dirty = false;             // [i_lock] i_di differs from the inode-table buffer
+  bool i_data_dirty = false;        // [i_lock] size or block map changed since the inode was last written
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
-  int i_write_error = 0;            // [i_lock] sticky error of an earlier write, reported by fsync
+  std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
+                                       // dirtied since its last fsync: fsync writes them
 };
 
 inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
@@ -176,6 +190,14 @@ inline gid_t ext2_i_gid(const ext2_inode_info* ip) {
 void ext2_i_set_uid(ext2_inode_info* ip, uid_t uid);
 void ext2_i_set_gid(ext2_inode_info* ip, gid_t gid);
 inline uint32_t ext2_i_nlink(const ext2_inode_info* ip) { return ip->i_di.base.i_links_count; }
+// Records that metadata block blk (indirect, bitmap, directory, xattr block) was dirtied for ip, so fsync of
+// ip writes it. [i_lock]
+void ext2_note_meta_dirty(ext2_inode_info* ip, uint32_t blk);
+// True when i_block holds block pointers: not a device/fifo/socket, not a fast symlink (target in i_block).
+bool ext2_has_blockmap(const ext2_inode_info* ip);
+// Device numbers in i_block (old 16-bit encoding in i_block[0], new 32-bit in i_block[1], as Linux).
+void ext2_encode_dev(ext2_inode* di, dev_t rdev);
+dev_t ext2_decode_dev(const ext2_inode* di);
 // Adds n blocks (negative: removes) of the mount's block size to i_blocks (512-byte units).
 void ext2_i_blocks_add(ext2_inode_info* ip, int64_t nblocks);
 
@@ -201,6 +223,9 @@ int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid
 // Copies i_di (and i_tail) into the inode-table buffer: bdwrite, or bwrite when wait. Clears i_dirty.
 // [i_lock held by caller]
 int ext2_iupdate(ext2_inode_info* ip, bool wait);
+// Makes the inode stable: iupdate(wait) when dirty in core, else writes its inode-table buffer if that is
+// still dirty from an earlier delayed iupdate. [i_lock held by caller]
+int ext2_iflush(ext2_inode_info* ip);
 
 // ---------------------------------------------------------------------------------------------------------
 // Block allocation (alloc.cpp). Per-group locks inside; callers hold i_lock of the inode the block is for.
@@ -210,10 +235,35 @@ int ext2_iupdate(ext2_inode_info* ip, bool wait);
 // it before pointing to it). ENOSPC when none is free (or only the root reserve is left and `use_reserve`
 // is false). The reserve is s_r_blocks_count for callers that are not root (uid 0) or s_def_resuid/gid.
 int ext2_balloc(ext2_mount* m, uint32_t goal, bool use_reserve, uint32_t* blkp);
+// Reservations: ENOSPC is decided before anything changes. ext2_reserve_blocks takes n blocks off the
+// allocatable count (or fails with ENOSPC and takes nothing); ext2_balloc_reserved then allocates one of
+// them (it cannot fail for lack of space, only EIO on a corrupt bitmap); ext2_unreserve_blocks gives back
+// what was not used.
+int ext2_reserve_blocks(ext2_mount* m, uint64_t n, bool use_reserve);
+void ext2_unreserve_blocks(ext2_mount* m, uint64_t n);
+int ext2_balloc_reserved(ext2_mount* m, uint32_t goal, uint32_t* blkp);
+// A reservation held by one operation: gives back what is left at destruction.
+struct ext2_reservation {
+  ext2_mount* m;
+  uint64_t count = 0;
+  explicit ext2_reservation(ext2_mount* mm) : m(mm) {}
+  ext2_reservation(const ext2_reservation&) = delete;
+  ext2_reservation& operator=(const ext2_reservation&) = delete;
+  ~ext2_reservation() { if (count) ext2_unreserve_blocks(m, count); }
+  int take(uint64_t n, bool use_reserve) {
+    TRY(ext2_reserve_blocks(m, n, use_reserve));
+    count += n;
+    return 0;
+  }
+};
 // Frees `count` contiguous blocks starting at blk (all in range and allocated, else EIO + log line and
 // nothing freed), and drops their metadata buffers (buf_invalblkno on mnt_devvp). The caller has already
 // made the last on-disk pointer to them go away (written the inode / indirect block) — never free first.
 int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count);
+// Inode bitmap halves of ialloc/ifree: take a free inode number (directories spread over groups, files
+// near parent_group) with the group's free/dirs counts, or give one back. ENOSPC / EIO + log line.
+int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t* inop);
+int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir);
 // Free blocks available to a caller (reserve excluded unless may use it).
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
 // May this caller dip into the root reserve?
@@ -233,13 +283,20 @@ enum : int {
 // block is not initialised unless EXT2_BMAP_ZERO. *run (optional) = physically contiguous mapped blocks
 // from lbn (1 .. maxrun). Every block number read from disk is validated (EIO + log line).
 // [i_lock held by caller]
+// res (optional): draw the new blocks from this reservation instead of reserving them here.
 int ext2_bmap_locked(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, uint32_t maxrun,
-                     uint32_t* run, bool* isnew);
+                     uint32_t* run, bool* isnew, ext2_reservation* res = nullptr);
+// How many blocks (data + indirect) allocating every hole of [first, last) would take. [i_lock]
+int ext2_bmap_count_missing(ext2_inode_info* ip, uint64_t first, uint64_t last, uint64_t* count);
 // Directory helper for ext2-namespace: ext2_bmap_locked under i_lock. Read a directory block with
 // buf_meta_bread(m->m_devvp, pbn, &bp); after changing it, buf_bdwrite (or buf_bwrite). A new directory
 // block comes back zeroed on disk when flags has EXT2_BMAP_ZERO; size changes are the caller's
 // (ext2_i_set_size under i_lock).
 int ext2_bmap(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, bool* isnew);
+// Like ext2_bmap_locked without allocation, but also says how far the answer holds: *span = logical blocks
+// from lbn that are all mapped contiguously (pbn != 0) or all holes (pbn == 0), at least 1.
+// [i_lock held by caller]
+int ext2_bmap_extent_locked(ext2_inode_info* ip, uint64_t lbn, uint32_t* pbn, uint64_t* span);
 // The largest logical block number + 1 the block map can address.
 uint64_t ext2_max_lblocks(const ext2_mount* m);
 
@@ -251,8 +308,17 @@ uint64_t ext2_max_lblocks(const ext2_mount* m);
 // hole. Updates mtime/ctime when the size changes. Works for regular files, directories and slow symlinks.
 // The caller holds the vnode lock exclusive and NOT i_lock.
 int ext2_truncate(vnode* vp, uint64_t newsize, const vfs_context& ctx);
-// Frees every block of the inode (links 0 at inactive); the caller holds no i_lock.
-int ext2_free_all_blocks(ext2_inode_info* ip);
+// Writes zeros over [off, off + len) of a regular file through the cluster layer (dirty cached data), with
+// oldEOF/newEOF as cluster_write takes them. Use only on allocated blocks (it does not allocate itself, but
+// the push would). The caller holds the vnode lock exclusive and no i_lock.
+int ext2_zero_range_cached(vnode* vp, off_t off, size_t len, off_t oldEOF, off_t newEOF);
+// Frees the data and indirect blocks of logical blocks [first, last) (last = UINT64_MAX: to the end),
+// indirect blocks that no longer map anything, after writing the cleared pointers. Cached file buffers in
+// the range must already be invalidated. Does not change the size. [i_lock held by caller]
+int ext2_free_range_locked(ext2_inode_info* ip, uint64_t first, uint64_t last);
+// Drops the inode's reference to its xattr block (i_file_acl): refcount - 1, or frees the block at the last
+// reference; clears i_file_acl. [i_lock held by caller]
+int ext2_xattr_block_release(ext2_inode_info* ip);
 
 // ---------------------------------------------------------------------------------------------------------
 // Permissions (perm.cpp), the kernel's rules (generic_permission, inode_owner_or_capable, setattr_prepare)
@@ -273,6 +339,16 @@ mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_con
 bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx);
 
 // ---------------------------------------------------------------------------------------------------------
+// fsync (fsync.cpp)
+
+// Writes vp's dirty data, the metadata blocks it noted (ext2_note_meta_dirty) and its inode. waitfor:
+// MNT_WAIT (everything, waited for), MNT_DWAIT (data and what reading it needs: skips a timestamp-only
+// inode), MNT_NOWAIT (starts the writes). flush_device: end with a device flush (VNOP_FSYNC does; VFS_SYNC
+// flushes once at the end). Returns the first error, EIO for an earlier failed write of vp. Caller holds
+// no i_lock.
+int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
+
+// ---------------------------------------------------------------------------------------------------------
 // VNOPs of ext2-core (table.cpp names them)
 int ext2_vnop_read(vnop_read_args* ap);
 int ext2_vnop_write(vnop_write_args* ap);
@@ -289,8 +365,39 @@ int ext2_vnop_reclaim(vnop_reclaim_args* ap);
 
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of ext2-namespace (declared by ext2-namespace below; table.cpp's marked section names them)
+// namei.cpp: names. Every op that takes a name refuses one longer than EXT2_NAME_LEN with ENAMETOOLONG.
+int ext2_vnop_lookup(vnop_lookup_args* ap);
+int ext2_vnop_create(vnop_create_args* ap);
+int ext2_vnop_mknod(vnop_mknod_args* ap);
+int ext2_vnop_mkdir(vnop_mkdir_args* ap);
+int ext2_vnop_symlink(vnop_symlink_args* ap);
+int ext2_vnop_readlink(vnop_readlink_args* ap);
+int ext2_vnop_link(vnop_link_args* ap);
+int ext2_vnop_remove(vnop_remove_args* ap);
+int ext2_vnop_rmdir(vnop_rmdir_args* ap);
+int ext2_vnop_readdir(vnop_readdir_args* ap);
+// rename.cpp
+int ext2_vnop_rename(vnop_rename_args* ap);
+// xattr.cpp
+int ext2_vnop_getxattr(vnop_getxattr_args* ap);
+int ext2_vnop_setxattr(vnop_setxattr_args* ap);
+int ext2_vnop_listxattr(vnop_listxattr_args* ap);
+int ext2_vnop_removexattr(vnop_removexattr_args* ap);
 
 // ---------------------------------------------------------------------------------------------------------
 // REQUESTS (ext2-namespace -> ext2-core): declarations with a contract comment; ext2-core implements them.
+//
+// R1-R3: done by ext2-core (m_rename_lock in ext2_mount; inactive frees through ext2_has_blockmap and
+//     releases the xattr block of every freed inode; VNOP_FSYNC of any vnode writes its noted blocks).
+// R1 (rename lock): please add to ext2_mount
+//       std::mutex m_rename_lock;  // serializes VNOP_RENAME (and the ancestor walk of its subtree check);
+//                                  // taken before any vnode lock: m_rename_lock -> vnode locks -> i_lock
+//     rename.cpp takes it; nothing else does.
+// R2 (inactive of namespace objects): ext2_free_all_blocks / inactive must leave i_block alone for fast
+//     symlinks (target bytes) and device inodes (rdev), i.e. use ext2_has_blockmap; and release the xattr
+//     block (ext2_xattr_block_release, already in inode.cpp on the ext2core branch) for every inode freed,
+//     whatever its type. namei.cpp relies on this for remove/rmdir/rename-over of the last link.
+// R3 (directory blocks and fsync): dir.cpp calls ext2_note_meta_dirty(dp, pbn) for every directory block it
+//     bdwrites, so VNOP_FSYNC of a directory makes its entries stable (fsync of a new name's directory).
 
 }  // namespace vnopfs::ext2

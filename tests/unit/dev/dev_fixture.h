@@ -112,7 +112,7 @@ inline void treq_done(io_request* r, int err, size_t bytes) {
   uint32_t id = q->id;
   q->error = err;
   q->got = bytes;
-  if (err) { t->errors.fetch_add(1); if (getenv("DEVTEST_DEBUG")) fprintf(stderr, "err %d op %d off %lu len %lu got %zu\n", err, int(r->op), (unsigned long)r->offset, (unsigned long)r->length, bytes); }
+  if (err) t->errors.fetch_add(1);
   t->bytes.fetch_add(bytes);
   t->calls[id].fetch_add(1);
   t->completed.fetch_add(1);

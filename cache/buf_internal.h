@@ -1,0 +1,231 @@
+// buf_internal.h: the private side of the buffer cache (struct buf, per-vnode state, the cache itself),
+// shared by buf.cpp, push.cpp, spec.cpp, cluster.cpp, readahead.cpp and flusher.cpp. Nothing outside
+// cache/ includes it.
+//
+// Locking: one mutex per cache (bufcache::mtx) guards every field marked [M]: the hash, the queues, the
+// per-vnode lists and counters, and the busy bits. It is a leaf lock except for one nesting, cache mutex ->
+// mount::mnt_vnode_mutex (taking an iocount on a vnode found through its buffers, vnode_tryget_locked).
+// It is never held across I/O, a VNOP call or a callback.
+//
+// Ownership: a buffer is busy (BL_BUSY) while one BufRef or one I/O owns it; a busy buffer is on no queue.
+// A free buffer is on exactly one queue: EMPTY (no identity, not hashed), AGE or LRU (clean, valid,
+// reclaimable) or DIRTY (delayed write, not reclaimable until written). Hashed buffers are on their vnode's
+// clean or dirty list whether busy or not.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/unordered_set.hpp>
+
+#include "vnopfs/buf.h"
+#include "vnopfs/device.h"
+#include "vnopfs/mount.h"
+#include "vnopfs/vnops.h"
+
+namespace vnopfs {
+
+namespace bi = boost::intrusive;
+using list_hook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
+using hash_hook = bi::unordered_set_member_hook<bi::link_mode<bi::safe_link>>;
+
+enum : uint8_t { BQ_NONE = 0, BQ_LRU, BQ_AGE, BQ_EMPTY, BQ_DIRTY, BQ_COUNT };
+enum : uint8_t {  // b_lflags [M]
+  BL_BUSY = 0x1,
+  BL_WANTED = 0x2,
+  BL_RAHEAD = 0x4,   // read by read-ahead and not yet used (readahead_used counts the first hit)
+  BL_HEADER = 0x8,   // a cluster header (no memory of its own)
+};
+constexpr uint32_t kMaxClustersPerVnode = 32;
+
+struct vnode_bufs;
+class bufcache;
+
+struct buf {
+  hash_hook b_hash;           // [M] bufcache::hash, while the buffer has an identity
+  list_hook b_freelist;       // [M] the queue b_whichq names (BQ_NONE: busy); headers: hdr_free
+  list_hook b_vnbufs;         // [M] b_vb->clean or b_vb->dirty
+  uint8_t b_whichq = BQ_NONE;    // [M]
+  uint8_t b_lflags = 0;          // [M]
+  uint32_t b_wfails = 0;         // [M] consecutive failed writes of this data
+  uint64_t b_timestamp_ms = 0;   // [M] when it became dirty
+  uint64_t b_dirtyseq = 0;       // [M] bufcache::dirty_seq when it became dirty (flush-with-wait bound)
+  std::atomic<uint32_t> b_flags{0};  // owner (busy holder) or [M]
+  int b_error = 0;               // owner
+  uint32_t b_bcount = 0;
+  daddr64_t b_lblkno = 0;        // identity: [M] changes only while busy and unhashed
+  daddr64_t b_blkno = BUF_UNMAPPED;
+  vnode* b_vp = nullptr;
+  vnode_bufs* b_vb = nullptr;
+  char* b_datap = nullptr;
+  void* b_fsprivate = nullptr;
+  void (*b_iodone)(buf*, void*) = nullptr;
+  void* b_iodone_arg = nullptr;
+  bufcache* b_cache = nullptr;
+  dev::io_request b_io;          // the one request of this buffer's I/O: nothing allocated per I/O
+  std::condition_variable b_cv;  // [M] busy released (BL_WANTED) or I/O done (B_DONE)
+  bool b_header = false;         // a cluster header (fixed at create: read without the mutex)
+  std::vector<buf*> b_members;   // cluster header: its buffers in block order (capacity reserved once)
+};
+
+struct buf_key {
+  const vnode* vp;
+  daddr64_t lblkno;
+};
+struct buf_key_hash {
+  size_t operator()(const buf_key& k) const {
+    uint64_t h = reinterpret_cast<uintptr_t>(k.vp) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(k.lblkno);
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return static_cast<size_t>(h ^ (h >> 32));
+  }
+  size_t operator()(const buf& b) const { return (*this)(buf_key{b.b_vp, b.b_lblkno}); }
+};
+struct buf_key_eq {
+  bool operator()(const buf& a, const buf& b) const { return a.b_vp == b.b_vp && a.b_lblkno == b.b_lblkno; }
+  bool operator()(const buf_key& k, const buf& b) const { return k.vp == b.b_vp && k.lblkno == b.b_lblkno; }
+  bool operator()(const buf& b, const buf_key& k) const { return k.vp == b.b_vp && k.lblkno == b.b_lblkno; }
+};
+
+using buf_freelist = bi::list<buf, bi::member_hook<buf, list_hook, &buf::b_freelist>, bi::constant_time_size<true>>;
+using buf_vnlist = bi::list<buf, bi::member_hook<buf, list_hook, &buf::b_vnbufs>, bi::constant_time_size<true>>;
+using buf_hash = bi::unordered_set<buf, bi::member_hook<buf, hash_hook, &buf::b_hash>, bi::hash<buf_key_hash>,
+                                   bi::equal<buf_key_eq>, bi::power_2_buckets<true>, bi::constant_time_size<true>>;
+
+// A write-behind cluster: dirty logical blocks [start, end) written sequentially.
+struct wcluster {
+  daddr64_t start, end;
+};
+
+// Per-vnode state, vnode::v_bufs. Created on first use under the cache mutex, freed by buf_vnode_reclaim.
+struct vnode_bufs {
+  vnode* vp = nullptr;
+  list_hook vb_link;             // [M] bufcache::vnodes
+  buf_vnlist clean, dirty;       // [M]
+  uint32_t numoutput = 0;        // [M] writes in flight (one per I/O: a cluster header counts once)
+  int error = 0;                 // [M] recorded write error, reported once by a flush with wait
+  bool sticky = false;           // [M] data was dropped: every later flush with wait reports EIO
+  bool reclaiming = false;       // [M] buf_vnode_reclaim runs: the flusher keeps away
+  bool pushing = false;          // [M] a push of this vnode runs (pushes are serialised)
+  off_t size = INT64_MAX;        // [M] cluster_setsize
+  // write-behind [M]
+  wcluster cl[kMaxClustersPerVnode];
+  uint32_t ncl = 0;
+  bool sparse = false;
+  // read-ahead [M]
+  daddr64_t ra_last = -1;        // last block of the previous read (a read from 0 is sequential)
+  daddr64_t ra_next = 0;         // first block not yet read ahead
+  uint32_t ra_window = 0;        // blocks
+};
+using vb_list = bi::list<vnode_bufs, bi::member_hook<vnode_bufs, list_hook, &vnode_bufs::vb_link>,
+                         bi::constant_time_size<true>>;
+
+// Counters, relaxed atomics so hot paths count without the mutex.
+struct cache_counters {
+  using C = std::atomic<uint64_t>;
+  C hits{0}, misses{0}, evictions{0}, throttle_waits{0}, bdwrite_to_async{0};
+  C reads{0}, writes{0}, read_errors{0}, write_errors{0}, dropped_dirty{0};
+  C readahead_issued{0}, readahead_used{0}, cluster_pushes{0}, sparse_pushes{0};
+  C flusher_runs{0}, flusher_writes{0};
+  C write_hist[bufcache_stats::kSizeBuckets]{}, read_hist[bufcache_stats::kSizeBuckets]{};
+  // decisions of the named policies
+  C wb_grow{0}, wb_new{0}, wb_full_push{0}, wb_go_sparse{0};
+  C ra_sequential{0}, ra_random{0}, ra_skipped{0};
+  C flush_age{0}, flush_highwater{0}, flush_throttle{0};
+};
+
+class bufcache {
+ public:
+  mount* mp = nullptr;
+  dev::device* device = nullptr;
+  bufcache_config cfg;
+  uint32_t bs = 0, bshift = 0, max_io_blocks = 0;
+  size_t nbufs = 0;
+  uint32_t highwater = 0, lowwater = 0;  // in buffers
+  vnode* devvp = nullptr;
+
+  std::mutex mtx;
+  std::condition_variable cv;  // [M] waits for: a free buffer, writes done, a header, a push finished
+  char* pool = nullptr;
+  std::unique_ptr<buf[]> bufs;
+  std::unique_ptr<buf[]> hdrs;
+  size_t nhdrs = 0;
+  std::unique_ptr<buf_hash::bucket_type[]> buckets;
+  std::unique_ptr<buf_hash> hash;
+  buf_freelist q[BQ_COUNT];      // [M]
+  buf_freelist hdr_free;         // [M]
+  vb_list vnodes;                // [M] every vnode_bufs
+  uint64_t ndirty = 0, dirty_max = 0, nbusy = 0, dirty_seq = 0;  // [M]
+  uint32_t waiters = 0;          // [M] threads sleeping on cv
+  cache_counters n;
+
+  // flusher [M]
+  std::thread flusher;
+  std::condition_variable flusher_cv;
+  bool flusher_stop = false;
+  bool flusher_kick = false;
+
+  ~bufcache();
+};
+
+inline bufcache* cache_of(const vnode* vp) { return vp->v_mount->mnt_cache; }
+uint64_t now_ms();
+int size_bucket(uint32_t blocks);
+
+// ---- buf.cpp internals (L: called with the cache mutex held)
+vnode_bufs* vb_get_locked(bufcache* c, vnode* vp);            // L; nullptr on ENOMEM
+buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno);  // L
+void notify_locked(bufcache* c);                               // L: wakes cv sleepers, if any
+void wait_locked(bufcache* c, std::unique_lock<std::mutex>& g);  // sleeps on cv
+// Takes a buffer for (vp, lblkno) without sleeping: an in-core one only if not busy and valid is wanted
+// by the caller (*found = true), else a fresh one if a clean buffer is free. nullptr when it would sleep.
+buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found);
+void brelse_locked(bufcache* c, buf* bp);                      // L: releases busy
+void markclean_locked(bufcache* c, buf* bp);                   // L: a write starts: DELWRI off
+void markdirty_locked(bufcache* c, buf* bp);                   // L: DELWRI on
+void invalidate_locked(bufcache* c, buf* bp);                  // L: busy bp loses its identity
+bool bbusy_locked(bufcache* c, buf* bp);                       // L: takes busy if free
+// Starts a write of busy bp (a buffer or a cluster header) through VNOP_STRATEGY, counting it in flight.
+void buf_startwrite(buf* bp);
+// Waits until vp has fewer than max_async_per_vnode writes in flight (write throttling).
+void vnode_async_throttle(bufcache* c, vnode_bufs* vb);
+// Cluster headers: a pool fixed at bufcache_create.
+buf* hdr_get(bufcache* c, vnode* vp, uint32_t flags);          // may sleep for one
+// Takes an iocount on vp if it is not terminating (the flusher and pressure pushes). L.
+bool vnode_tryget_locked(vnode* vp);
+
+int vnode_take_error(vnode* vp);  // the recorded write error, as a flush with wait reports it
+
+// ---- push.cpp: writing a vnode's dirty buffers in sorted runs
+enum class push_wait { Yes, No };
+// Writes vp's dirty buffers (those dirtied before the call when waiting) in logical order as one I/O per
+// physical run of at most max_io_blocks. push_wait::Yes waits for busy dirty buffers and then for every
+// write in flight. Serialised per vnode. Returns 0 or ENOMEM (write errors are recorded on the vnode).
+int push_vnode(bufcache* c, vnode* vp, push_wait wait);
+// Writes the given busy buffers (consecutive logical blocks of one vnode) as few I/Os as the mapping
+// allows; completion releases them.
+void write_run(bufcache* c, vnode* vp, buf** bps, size_t n);
+// Reads the given busy, invalid buffers (consecutive logical blocks of one file vnode): maps them with
+// VNOP_BLOCKMAP(VNODE_READ), zero-fills holes, issues one read per physical run. async: completion
+// releases them; else waits and leaves them busy with the caller. Returns the first error (sync).
+int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool readahead);
+
+// ---- flusher.cpp
+void flusher_start(bufcache* c);
+void flusher_stop(bufcache* c);
+void flusher_wake_locked(bufcache* c);  // L
+
+// ---- spec.cpp
+int spec_create_devvp(bufcache* c);
+
+// ---- cluster.cpp / readahead.cpp
+void cluster_vnode_forget_locked(vnode_bufs* vb);  // L: drops write-behind and read-ahead state
+void readahead_policy(bufcache* c, vnode* vp, daddr64_t first, daddr64_t last, off_t filesize, int ioflag);
+
+}  // namespace vnopfs

@@ -1,0 +1,223 @@
+// cluster.cpp: the write side of the cluster layer, after XNU bsd/vfs/vfs_cluster.c (cluster_write_copy,
+// cluster_update_state, cluster_push). See cluster.h for the contracts.
+#include <algorithm>
+#include <cstring>
+
+#include "cache/buf_internal.h"
+#include "vnopfs/cluster.h"
+
+namespace vnopfs {
+
+static inline bool has(const buf* bp, uint32_t f) { return (bp->b_flags.load(std::memory_order_relaxed) & f) != 0; }
+
+void cluster_vnode_forget_locked(vnode_bufs* vb) {
+  vb->ncl = 0;
+  vb->sparse = false;
+  vb->ra_last = -1;
+  vb->ra_next = 0;
+  vb->ra_window = 0;
+}
+
+void cluster_setsize(vnode* vp, off_t size) {
+  bufcache* c = cache_of(vp);
+  {
+    std::lock_guard g(c->mtx);
+    vnode_bufs* vb = vb_get_locked(c, vp);
+    if (vb == nullptr) return;
+    off_t old = vb->size;
+    vb->size = size;
+    if (size >= old) return;
+    daddr64_t eofblk = (size + c->bs - 1) >> c->bshift;
+    // Write-behind clusters never reach past EOF.
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < vb->ncl; i++) {
+      wcluster cl = vb->cl[i];
+      cl.end = std::min(cl.end, eofblk);
+      if (cl.start < cl.end) vb->cl[k++] = cl;
+    }
+    vb->ncl = k;
+    vb->ra_next = std::min(vb->ra_next, eofblk);
+  }
+  // The block holding the new EOF keeps no stale bytes past it in core: a later extension reads zeros.
+  if (size & (c->bs - 1)) {
+    BufRef bp = buf_getblk(vp, size >> c->bshift, BLK_READ | BLK_ONLYVALID);
+    if (bp) {
+      size_t in = static_cast<size_t>(size & (c->bs - 1));
+      std::memset(bp.data() + in, 0, c->bs - in);
+    }
+  }
+}
+
+// Writes the dirty, non-busy buffers of [start, end) in runs (a full write-behind cluster, an IO_SYNC range).
+static void push_range(bufcache* c, vnode* vp, daddr64_t start, daddr64_t end) {
+  std::vector<buf*> run;
+  try {
+    run.reserve(std::min<size_t>(static_cast<size_t>(end - start), c->max_io_blocks));
+  } catch (const std::bad_alloc&) {
+    return;  // the flusher or the next push writes them
+  }
+  std::unique_lock g(c->mtx);
+  for (daddr64_t lb = start; lb <= end; lb++) {
+    buf* bp = lb < end ? incore_locked(c, vp, lb) : nullptr;
+    bool take = bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY) && run.size() < c->max_io_blocks;
+    if (!take && !run.empty()) {
+      g.unlock();
+      write_run(c, vp, run.data(), run.size());
+      run.clear();
+      g.lock();
+      if (bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY)) take = true;
+    }
+    if (take) {
+      bbusy_locked(c, bp);
+      markclean_locked(c, bp);
+      run.push_back(bp);
+    }
+  }
+}
+
+// Write-behind policy (XNU cluster_update_state): the written block joins a cluster it extends; a cluster
+// reaching max_io_blocks is returned for pushing at once; with every slot taken the vnode goes sparse: its
+// dirty list becomes the sorted dirty map that cluster_push writes in offset order. L.
+static bool writebehind_policy_locked(bufcache* c, vnode_bufs* vb, daddr64_t lb, wcluster* push) {
+  if (vb->sparse) return false;
+  for (uint32_t i = 0; i < vb->ncl; i++) {
+    wcluster& cl = vb->cl[i];
+    if (lb >= cl.start && lb < cl.end) return false;  // rewrite inside a cluster
+    if (lb == cl.end || lb + 1 == cl.start) {
+      if (lb == cl.end) cl.end++;
+      else cl.start--;
+      c->n.wb_grow.fetch_add(1, std::memory_order_relaxed);
+      if (static_cast<uint64_t>(cl.end - cl.start) < c->max_io_blocks) return false;
+      *push = cl;
+      vb->cl[i] = vb->cl[--vb->ncl];
+      c->n.wb_full_push.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  if (vb->ncl < c->cfg.clusters_per_vnode) {
+    vb->cl[vb->ncl++] = {lb, lb + 1};
+    c->n.wb_new.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  vb->sparse = true;
+  vb->ncl = 0;
+  c->n.wb_go_sparse.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+// Dirty high-water policy for writers: past the mark a writer pushes its own vnode (it holds no filesystem
+// lock here, so its VNOP_BLOCKMAP calls are safe), wakes the flusher for the others, and waits until the
+// dirty count is back under the mark. Counted as a throttle wait.
+static void dirty_throttle_policy(bufcache* c, vnode* vp) {
+  {
+    std::lock_guard g(c->mtx);
+    if (c->ndirty < c->highwater) return;
+    c->n.throttle_waits.fetch_add(1, std::memory_order_relaxed);
+    flusher_wake_locked(c);
+  }
+  push_vnode(c, vp, push_wait::No);
+  std::unique_lock g(c->mtx);
+  while (c->ndirty >= c->highwater) {
+    flusher_wake_locked(c);
+    c->waiters++;
+    c->cv.wait_for(g, std::chrono::milliseconds(20));
+    c->waiters--;
+  }
+}
+
+static int read_block(bufcache* c, vnode* vp, buf* bp) {
+  buf* one = bp;
+  return read_run(c, vp, &one, 1, false, false);
+}
+
+int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff, off_t tailOff, int ioflag) {
+  bufcache* c = cache_of(vp);
+  const off_t bs = c->bs;
+  const off_t start = uio->offset();
+  const off_t end = std::min<off_t>(start + static_cast<off_t>(uio->resid()), newEOF);
+  off_t zstart = (ioflag & IO_HEADZEROFILL) ? std::min(headOff, start) : start;
+  off_t zend = (ioflag & IO_TAILZEROFILL) ? std::max(tailOff, end) : end;
+  if (zend <= zstart || start < 0) return 0;
+  vnode_bufs* vb;
+  {
+    std::lock_guard g(c->mtx);
+    vb = vb_get_locked(c, vp);
+  }
+  if (vb == nullptr) return ENOMEM;
+  const daddr64_t b0 = zstart >> c->bshift, b1 = (zend + bs - 1) >> c->bshift;
+  int err = 0;
+  for (daddr64_t lb = b0; lb < b1; lb++) {
+    dirty_throttle_policy(c, vp);
+    const off_t bstart = lb << c->bshift, bend = bstart + bs;
+    BufRef bp = buf_getblk(vp, lb, BLK_WRITE);
+    if (!bp) {
+      err = ENOMEM;
+      break;
+    }
+    const off_t cs = std::max(zstart, bstart), ce = std::min(zend, bend);
+    if (!has(bp.get(), B_DONE) && !(cs == bstart && ce == bend)) {
+      if (bstart < oldEOF) {  // a partial block with data on disk: read it first
+        if ((err = read_block(c, vp, bp.get()))) {
+          buf_brelse(std::move(bp));
+          break;
+        }
+      } else {
+        buf_clear(bp.get());
+      }
+    }
+    char* d = bp.data();
+    const off_t ds = std::max(start, bstart), de = std::min(end, bend);
+    if (cs < ds) std::memset(d + (cs - bstart), 0, static_cast<size_t>(std::min(ds, ce) - cs));  // head zeros
+    if (ds < de) uiomove(d + (ds - bstart), static_cast<size_t>(de - ds), uio);
+    const off_t ts = std::max(de, std::max(cs, bstart));
+    if (ts < ce) std::memset(d + (ts - bstart), 0, static_cast<size_t>(ce - ts));  // tail zeros
+    if (newEOF > bstart && newEOF < bend) std::memset(d + (newEOF - bstart), 0, static_cast<size_t>(bend - newEOF));
+    wcluster push{0, 0};
+    bool full;
+    {
+      std::lock_guard g(c->mtx);
+      buf* raw = bp.release();
+      markdirty_locked(c, raw);
+      raw->b_flags.fetch_or(B_DONE, std::memory_order_relaxed);
+      brelse_locked(c, raw);
+      full = !(ioflag & (IO_SYNC | IO_NOCACHE)) && writebehind_policy_locked(c, vb, lb, &push);
+    }
+    if (full) {
+      c->n.cluster_pushes.fetch_add(1, std::memory_order_relaxed);
+      push_range(c, vp, push.start, push.end);
+    }
+  }
+  if (ioflag & (IO_SYNC | IO_NOCACHE)) {
+    int e = cluster_push(vp, IO_SYNC);
+    if (!err) err = e;
+  }
+  if (ioflag & IO_NOCACHE) {  // written through: do not keep the clean copies
+    std::lock_guard g(c->mtx);
+    for (daddr64_t lb = b0; lb < b1; lb++) {
+      buf* bp = incore_locked(c, vp, lb);
+      if (bp && !(bp->b_lflags & BL_BUSY) && !has(bp, B_DELWRI)) {
+        bbusy_locked(c, bp);
+        invalidate_locked(c, bp);
+        brelse_locked(c, bp);
+      }
+    }
+  }
+  return err;
+}
+
+int cluster_push(vnode* vp, int flags) {
+  bufcache* c = cache_of(vp);
+  {
+    std::lock_guard g(c->mtx);
+    vnode_bufs* vb = vp->v_bufs;
+    if (vb == nullptr) return 0;
+    if (vb->sparse) c->n.sparse_pushes.fetch_add(1, std::memory_order_relaxed);
+    else if (vb->ncl) c->n.cluster_pushes.fetch_add(1, std::memory_order_relaxed);
+    vb->sparse = false;  // everything dirty is written now: back to write-behind clusters
+    vb->ncl = 0;
+  }
+  if (!(flags & IO_SYNC)) return push_vnode(c, vp, push_wait::No);
+  return buf_flushdirtyblks(vp, MNT_WAIT);
+}
+
+}  // namespace vnopfs

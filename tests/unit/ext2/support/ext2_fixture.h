@@ -1,0 +1,111 @@
+// ext2_fixture.h: test support for the ext2 VNOP table (tests/unit/ext2): images made by mke2fs in a temp
+// directory, mounted over the file device through VFS_MOUNT, VNOP calls holding the locks vnop.def asks
+// for, and the e2fsprogs checks (e2fsck -fn, debugfs, dumpe2fs) run after unmount.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vnopfs/device.h"
+#include "vnopfs/mount.h"
+#include "vnopfs/vnops.h"
+
+namespace ext2test {
+
+using namespace vnopfs;
+
+// One mke2fs configuration of the GENERATE matrix.
+struct image_config {
+  uint32_t block_size = 4096;
+  uint32_t inode_size = 256;
+  bool resize_inode = true;
+  bool dir_index = true;
+  std::string label() const;
+};
+// The matrix: block sizes 1024/4096 x inode sizes 128/256, with and without resize_inode/dir_index.
+std::vector<image_config> all_configs();
+
+// A temporary directory, removed with everything in it at destruction.
+struct tmpdir {
+  tmpdir();
+  ~tmpdir();
+  tmpdir(const tmpdir&) = delete;
+  tmpdir& operator=(const tmpdir&) = delete;
+  std::string path;
+};
+
+// Runs cmd with /bin/sh; returns stdout (stderr merged). *rc gets the exit status.
+std::string sh(const std::string& cmd, int* rc = nullptr);
+std::string quote(const std::string& s);
+
+// mke2fs -q -F -t ext2 with the config; size in KiB; populate_dir (optional) is passed as -d.
+void make_image(const std::string& img, const image_config& c, uint64_t size_kib, const std::string& populate_dir = "",
+                const std::string& extra = "");
+// e2fsck -fn: true when clean (exit 0); *out gets its output.
+bool fsck_clean(const std::string& img, std::string* out = nullptr);
+std::string debugfs(const std::string& img, const std::string& req);
+void debugfs_w(const std::string& img, const std::string& req);
+// debugfs cat of a path (binary safe).
+std::string debugfs_cat(const std::string& img, const std::string& path);
+// Field "Name:" of dumpe2fs -h as a number.
+uint64_t dumpe2fs_field(const std::string& img, const std::string& name);
+// The inode number of a path (debugfs stat).
+uint32_t ino_of(const std::string& img, const std::string& path);
+// A value from debugfs stat: "Links", "Size", "Blockcount", "Mode" (octal), "User", "Group".
+uint64_t stat_field(const std::string& img, const std::string& path, const std::string& field);
+
+// Captures what is written to stderr (the vfs log) between construction and text().
+class stderr_capture {
+ public:
+  stderr_capture();
+  ~stderr_capture();
+  std::string text();  // stops capturing
+ private:
+  int saved_ = -1;
+  std::string path_;
+  bool done_ = false;
+};
+
+// A mounted image. Destruction unmounts if still mounted (tests call unmount() to check its result).
+class mounted {
+ public:
+  explicit mounted(const std::string& img, bool rdonly = false, size_t cache_bytes = 32u << 20);
+  ~mounted();
+  int mount_error() const { return mount_err_; }
+  mount* mp() { return mp_.get(); }
+  int unmount();
+  vnode* vget(uint32_t ino);  // +iocount; REQUIREs success
+  vnode* root();
+ private:
+  std::unique_ptr<dev::device> dev_;
+  std::unique_ptr<mount> mp_;
+  int mount_err_ = 0;
+  bool mounted_ = false;
+};
+
+// Credentials.
+vfs_context user_ctx(uid_t uid, gid_t gid, std::vector<gid_t> groups = {});
+inline vfs_context* kctx() { return const_cast<vfs_context*>(&vfs_context::kernel()); }
+
+// VNOP calls with the locks vnop.def asks for.
+int vwrite(vnode* vp, off_t off, const std::string& data, int ioflag = IO_UNIT, vfs_context* ctx = kctx(),
+           size_t* written = nullptr, bool shared = false);
+int vread(vnode* vp, off_t off, size_t len, std::string* out, int ioflag = 0);
+int vgetattr(vnode* vp, vnode_attr* va);
+int vsetattr(vnode* vp, vnode_attr& va, vfs_context* ctx = kctx());
+int vtruncate(vnode* vp, off_t size, vfs_context* ctx = kctx());
+int vfsync(vnode* vp, int waitfor = MNT_WAIT);
+int vallocate(vnode* vp, int mode, off_t off, off_t len, vfs_context* ctx = kctx());
+int vseek(vnode* vp, bool data, off_t* off);
+uint64_t vsize(vnode* vp);
+
+// Deterministic pseudo-random bytes.
+std::string pattern(size_t len, uint32_t seed);
+// The seed of a randomized test: VNOPFS_SEED or random_device; the caller prints it.
+uint32_t test_seed();
+
+}  // namespace ext2test

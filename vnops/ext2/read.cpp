@@ -1,0 +1,53 @@
+// read.cpp: VNOP_READ through cluster_read (holes read as zeros, read-ahead on sequential access), and the
+// access time under relatime rules.
+#include <new>
+
+#include "vnopfs/cluster.h"
+#include "vnops/ext2/ext2.h"
+
+namespace vnopfs::ext2 {
+
+namespace {
+
+// relatime (the Linux default): update atime only when it is not newer than mtime or ctime, or a day old.
+void touch_atime(ext2_inode_info* ip) {
+  ext2_mount* m = ip->i_mnt;
+  if (m->m_rdonly || (m->m_mp->mnt_flag & MNT_NOATIME)) return;
+  std::lock_guard g(ip->i_lock);
+  if (ip->i_di.base.i_flags & EXT2_NOATIME_FL) return;
+  struct timespec now = ext2_now();
+  struct timespec at = ext2_get_time(ip, EXT2_IACC);
+  struct timespec mt = ext2_get_time(ip, EXT2_IUPD);
+  struct timespec ct = ext2_get_time(ip, EXT2_ICHG);
+  auto le = [](const timespec& a, const timespec& b) {
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec <= b.tv_nsec);
+  };
+  if (le(at, mt) || le(at, ct) || now.tv_sec - at.tv_sec >= 24 * 3600) ext2_set_time(ip, EXT2_IACC, now);
+}
+
+}  // namespace
+
+int ext2_vnop_read(vnop_read_args* ap) {
+  vnode* vp = ap->a_vp;
+  if (vp->v_type == vtype::VDIR) return EISDIR;
+  if (vp->v_type != vtype::VREG) return EINVAL;
+  uio* u = ap->a_uio;
+  if (u->offset() < 0) return EINVAL;
+  if (u->resid() == 0) return 0;
+  ext2_inode_info* ip = VTOI(vp);
+  uint64_t size;
+  {
+    std::lock_guard g(ip->i_lock);
+    size = ext2_i_size(ip);
+  }
+  if (static_cast<uint64_t>(u->offset()) >= size) return 0;
+  try {
+    int err = cluster_read(vp, u, static_cast<off_t>(size), ap->a_ioflag);
+    touch_atime(ip);
+    return err;
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
+}
+
+}  // namespace vnopfs::ext2

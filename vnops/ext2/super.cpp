@@ -1,0 +1,545 @@
+// super.cpp: the ext2 vfsops: mount (validate everything before trusting it), unmount, root, statfs, sync,
+// vget; and the superblock/descriptor write-back.
+//
+// Mount reads the superblock with dev_sync_io before the cache exists (the block size is in it), validates
+// it and the group descriptors like the kernel's ext2_fill_super/ext2_check_descriptors plus the overlap
+// checks of e2fsck, and refuses with one log line naming the field and value. Free counts are taken from
+// the group descriptors (the superblock's copy may lag, as in the kernel) and written back summed at every
+// sync and at unmount.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "vnopfs/cluster.h"
+#include "vnopfs/device.h"
+#include "vnops/ext2/ext2.h"
+
+namespace vnopfs::ext2 {
+
+namespace {
+
+// The superblock lives at byte 1024: block 1 with 1 KiB blocks, inside block 0 otherwise.
+uint32_t super_block_nr(const ext2_mount* m) { return EXT2_SUPER_OFFSET / m->m_block_size; }
+uint32_t super_block_off(const ext2_mount* m) { return EXT2_SUPER_OFFSET % m->m_block_size; }
+uint32_t gdt_first_block(const ext2_mount* m) { return m->m_first_data_block + 1; }
+
+int refuse(const mount* mp, int err, const char* field, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
+int refuse(const mount* mp, int err, const char* field, const char* fmt, ...) {
+  char detail[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  VLOG_ERR("ext2 %s: cannot mount: %s: %s", mp->mnt_from.c_str(), field, detail);
+  return err;
+}
+
+struct feature_name { uint32_t bit; const char* name; };
+constexpr feature_name kIncompat[] = {
+    {EXT2_FEATURE_INCOMPAT_COMPRESSION, "compression"}, {EXT2_FEATURE_INCOMPAT_FILETYPE, "filetype"},
+    {EXT3_FEATURE_INCOMPAT_RECOVER, "needs_recovery"}, {EXT3_FEATURE_INCOMPAT_JOURNAL_DEV, "journal_dev"},
+    {EXT2_FEATURE_INCOMPAT_META_BG, "meta_bg"}, {EXT4_FEATURE_INCOMPAT_EXTENTS, "extent"},
+    {EXT4_FEATURE_INCOMPAT_64BIT, "64bit"}, {EXT4_FEATURE_INCOMPAT_MMP, "mmp"},
+    {EXT4_FEATURE_INCOMPAT_FLEX_BG, "flex_bg"}, {EXT4_FEATURE_INCOMPAT_EA_INODE, "ea_inode"},
+    {EXT4_FEATURE_INCOMPAT_DIRDATA, "dirdata"}, {EXT4_FEATURE_INCOMPAT_CSUM_SEED, "metadata_csum_seed"},
+    {EXT4_FEATURE_INCOMPAT_LARGEDIR, "large_dir"}, {EXT4_FEATURE_INCOMPAT_INLINE_DATA, "inline_data"},
+    {EXT4_FEATURE_INCOMPAT_ENCRYPT, "encrypt"}, {EXT4_FEATURE_INCOMPAT_CASEFOLD, "casefold"},
+};
+constexpr feature_name kRoCompat[] = {
+    {EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER, "sparse_super"}, {EXT2_FEATURE_RO_COMPAT_LARGE_FILE, "large_file"},
+    {EXT2_FEATURE_RO_COMPAT_BTREE_DIR, "btree_dir"}, {EXT4_FEATURE_RO_COMPAT_HUGE_FILE, "huge_file"},
+    {EXT4_FEATURE_RO_COMPAT_GDT_CSUM, "uninit_bg"}, {EXT4_FEATURE_RO_COMPAT_DIR_NLINK, "dir_nlink"},
+    {EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE, "extra_isize"}, {EXT4_FEATURE_RO_COMPAT_HAS_SNAPSHOT, "snapshot"},
+    {EXT4_FEATURE_RO_COMPAT_QUOTA, "quota"}, {EXT4_FEATURE_RO_COMPAT_BIGALLOC, "bigalloc"},
+    {EXT4_FEATURE_RO_COMPAT_METADATA_CSUM, "metadata_csum"}, {EXT4_FEATURE_RO_COMPAT_REPLICA, "replica"},
+    {EXT4_FEATURE_RO_COMPAT_READONLY, "read-only"}, {EXT4_FEATURE_RO_COMPAT_PROJECT, "project"},
+    {EXT4_FEATURE_RO_COMPAT_SHARED_BLOCKS, "shared_blocks"}, {EXT4_FEATURE_RO_COMPAT_VERITY, "verity"},
+    {EXT4_FEATURE_RO_COMPAT_ORPHAN_PRESENT, "orphan_present"},
+};
+
+// "extent,64bit" or "0x80000000" for bits without a name.
+template <size_t N>
+std::string feature_names(uint32_t bits, const feature_name (&table)[N]) {
+  std::string out;
+  for (const auto& f : table) {
+    if (bits & f.bit) {
+      out += out.empty() ? "" : ",";
+      out += f.name;
+      bits &= ~f.bit;
+    }
+  }
+  if (bits) {
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%sunknown 0x%x", out.empty() ? "" : ",", bits);
+    out += hex;
+  }
+  return out;
+}
+
+// Features: refuse (EINVAL/ENOTSUP) or note read-only.
+int check_features(mount* mp, ext2_mount* m, bool* force_ro) {
+  const ext2_super_block& sb = m->m_sb;
+  if (sb.s_rev_level == EXT2_GOOD_OLD_REV) {
+    if (sb.s_feature_compat | sb.s_feature_incompat | sb.s_feature_ro_compat)
+      VLOG_WARN("ext2 %s: feature flags set on a revision 0 filesystem: ignored (run e2fsck)", mp->mnt_from.c_str());
+    return 0;
+  }
+  if (sb.s_feature_incompat & EXT3_FEATURE_INCOMPAT_RECOVER)
+    return refuse(mp, ENOTSUP, "s_feature_incompat", "needs_recovery is set: the journal must be replayed (run e2fsck)");
+  if (sb.s_feature_compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL)
+    return refuse(mp, ENOTSUP, "s_feature_compat", "has_journal: this is ext3/ext4, not ext2");
+  if (uint32_t bad = sb.s_feature_incompat & ~EXT2_FEATURE_INCOMPAT_SUPP)
+    return refuse(mp, ENOTSUP, "s_feature_incompat", "unsupported feature %s (0x%x)",
+                  feature_names(bad, kIncompat).c_str(), bad);
+  if (uint32_t ro = sb.s_feature_ro_compat & ~EXT2_FEATURE_RO_COMPAT_SUPP) {
+    VLOG_WARN("ext2 %s: s_feature_ro_compat: unsupported feature %s (0x%x): mounting read-only",
+              mp->mnt_from.c_str(), feature_names(ro, kRoCompat).c_str(), ro);
+    *force_ro = true;
+  }
+  m->m_filetype = sb.s_feature_incompat & EXT2_FEATURE_INCOMPAT_FILETYPE;
+  m->m_sparse_super = sb.s_feature_ro_compat & EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER;
+  m->m_large_file = sb.s_feature_ro_compat & EXT2_FEATURE_RO_COMPAT_LARGE_FILE;
+  m->m_ext_attr = sb.s_feature_compat & EXT2_FEATURE_COMPAT_EXT_ATTR;
+  m->m_dir_index = sb.s_feature_compat & EXT2_FEATURE_COMPAT_DIR_INDEX;
+  m->m_sparse_super2 = sb.s_feature_compat & EXT4_FEATURE_COMPAT_SPARSE_SUPER2;
+  return 0;
+}
+
+// The largest file the block map and the 32-bit i_blocks can describe (the kernel's ext2_max_size).
+uint64_t max_file_size(const ext2_mount* m) {
+  const uint32_t bits = m->m_log_block_size;
+  const uint64_t apb = m->m_addr_per_block;
+  uint64_t upper = (1ull << 32) - 1;  // i_blocks in 512-byte units, 32 bits (no huge_file)
+  upper >>= (bits - 9);               // in blocks
+  uint64_t res = EXT2_NDIR_BLOCKS + apb + apb * apb + apb * apb * apb;
+  uint64_t meta = 1 + (1 + apb) + (1 + apb + apb * apb);
+  if (res + meta > upper) {
+    // Not all of the map fits under i_blocks: subtract the indirect blocks a file of `upper` blocks needs.
+    res = upper;
+    uint64_t data = upper - EXT2_NDIR_BLOCKS;
+    meta = 1;  // single indirect
+    if (data > apb) meta += 1 + (data - apb + apb - 1) / apb;  // double
+    if (data > apb + apb * apb) meta += 1 + (data - apb - apb * apb + apb * apb - 1) / (apb * apb);
+    res -= meta;
+  }
+  uint64_t bytes = res << bits;
+  const uint64_t kMaxLfs = static_cast<uint64_t>(INT64_MAX);
+  if (bytes > kMaxLfs) bytes = kMaxLfs;
+  if (m->m_rev == EXT2_GOOD_OLD_REV && bytes > 0x7fffffffull) bytes = 0x7fffffffull;  // no large_file
+  return bytes;
+}
+
+// Geometry: every number the rest of the code computes with.
+int check_geometry(mount* mp, ext2_mount* m, uint64_t dev_size) {
+  const ext2_super_block& sb = m->m_sb;
+  if (sb.s_magic != EXT2_SUPER_MAGIC) return refuse(mp, EINVAL, "s_magic", "0x%04x, not ext2 (0xEF53)", sb.s_magic);
+  if (sb.s_rev_level > EXT2_DYNAMIC_REV) return refuse(mp, EINVAL, "s_rev_level", "%u (0 and 1 are known)", sb.s_rev_level);
+  if (sb.s_log_block_size > EXT2_MAX_BLOCK_LOG_SIZE - EXT2_MIN_BLOCK_LOG_SIZE)
+    return refuse(mp, EINVAL, "s_log_block_size", "%u (block size above 64 KiB)", sb.s_log_block_size);
+  if (sb.s_log_frag_size != sb.s_log_block_size)
+    return refuse(mp, EINVAL, "s_log_frag_size", "%u differs from s_log_block_size %u", sb.s_log_frag_size, sb.s_log_block_size);
+  m->m_rev = sb.s_rev_level;
+  m->m_log_block_size = EXT2_MIN_BLOCK_LOG_SIZE + sb.s_log_block_size;
+  m->m_block_size = 1u << m->m_log_block_size;
+  const uint32_t bs = m->m_block_size;
+  if (m->m_rev == EXT2_GOOD_OLD_REV) {
+    m->m_inode_size = EXT2_GOOD_OLD_INODE_SIZE;
+    m->m_first_ino = EXT2_GOOD_OLD_FIRST_INO;
+  } else {
+    m->m_inode_size = sb.s_inode_size;
+    m->m_first_ino = sb.s_first_ino;
+    if (m->m_inode_size < EXT2_GOOD_OLD_INODE_SIZE || m->m_inode_size > bs || !std::has_single_bit(m->m_inode_size))
+      return refuse(mp, EINVAL, "s_inode_size", "%u (a power of two in [128, block size %u])", m->m_inode_size, bs);
+    if (m->m_first_ino < EXT2_GOOD_OLD_FIRST_INO)
+      return refuse(mp, EINVAL, "s_first_ino", "%u (below 11)", m->m_first_ino);
+  }
+  const uint32_t want_first = bs == 1024 ? 1 : 0;
+  if (sb.s_first_data_block != want_first)
+    return refuse(mp, EINVAL, "s_first_data_block", "%u (must be %u with %u-byte blocks)", sb.s_first_data_block, want_first, bs);
+  if (sb.s_blocks_per_group == 0 || sb.s_blocks_per_group > 8 * bs)
+    return refuse(mp, EINVAL, "s_blocks_per_group", "%u (must be in [1, %u])", sb.s_blocks_per_group, 8 * bs);
+  if (sb.s_frags_per_group != sb.s_blocks_per_group)
+    return refuse(mp, EINVAL, "s_frags_per_group", "%u differs from s_blocks_per_group %u", sb.s_frags_per_group, sb.s_blocks_per_group);
+  m->m_inodes_per_block = bs / m->m_inode_size;
+  if (sb.s_inodes_per_group < m->m_inodes_per_block || sb.s_inodes_per_group > 8 * bs ||
+      sb.s_inodes_per_group % m->m_inodes_per_block != 0)
+    return refuse(mp, EINVAL, "s_inodes_per_group", "%u (must be a multiple of %u in [%u, %u])", sb.s_inodes_per_group,
+                  m->m_inodes_per_block, m->m_inodes_per_block, 8 * bs);
+  if (sb.s_blocks_count <= sb.s_first_data_block)
+    return refuse(mp, EINVAL, "s_blocks_count", "%u (no data blocks)", sb.s_blocks_count);
+  if (static_cast<uint64_t>(sb.s_blocks_count) * bs > dev_size)
+    return refuse(mp, EINVAL, "s_blocks_count", "%u blocks of %u bytes, past the device's %llu bytes", sb.s_blocks_count,
+                  bs, static_cast<unsigned long long>(dev_size));
+  m->m_blocks_count = sb.s_blocks_count;
+  m->m_first_data_block = sb.s_first_data_block;
+  m->m_blocks_per_group = sb.s_blocks_per_group;
+  m->m_inodes_per_group = sb.s_inodes_per_group;
+  m->m_groups_count = (m->m_blocks_count - m->m_first_data_block + m->m_blocks_per_group - 1) / m->m_blocks_per_group;
+  if (static_cast<uint64_t>(m->m_groups_count) * m->m_inodes_per_group != sb.s_inodes_count)
+    return refuse(mp, EINVAL, "s_inodes_count", "%u, but %u groups x %u inodes per group", sb.s_inodes_count,
+                  m->m_groups_count, m->m_inodes_per_group);
+  m->m_inodes_count = sb.s_inodes_count;
+  if (m->m_first_ino > m->m_inodes_count)
+    return refuse(mp, EINVAL, "s_first_ino", "%u past s_inodes_count %u", m->m_first_ino, m->m_inodes_count);
+  if (sb.s_r_blocks_count > sb.s_blocks_count)
+    return refuse(mp, EINVAL, "s_r_blocks_count", "%u past s_blocks_count %u", sb.s_r_blocks_count, sb.s_blocks_count);
+  m->m_itb_per_group = (m->m_inodes_per_group + m->m_inodes_per_block - 1) / m->m_inodes_per_block;
+  m->m_addr_per_block = bs / 4;
+  m->m_desc_per_block = bs / sizeof(ext2_group_desc);
+  m->m_gdt_blocks = (m->m_groups_count + m->m_desc_per_block - 1) / m->m_desc_per_block;
+  m->m_reserved_gdt = (sb.s_feature_compat & EXT2_FEATURE_COMPAT_RESIZE_INODE) ? sb.s_reserved_gdt_blocks : 0;
+  if (m->m_blocks_per_group <= m->m_itb_per_group + 3 + m->m_gdt_blocks + m->m_reserved_gdt && m->m_groups_count > 1)
+    return refuse(mp, EINVAL, "s_blocks_per_group", "%u too small for %u inode-table and %u descriptor blocks",
+                  m->m_blocks_per_group, m->m_itb_per_group, m->m_gdt_blocks + m->m_reserved_gdt);
+  if (sb.s_errors < EXT2_ERRORS_CONTINUE || sb.s_errors > EXT2_ERRORS_PANIC)
+    VLOG_WARN("ext2 %s: s_errors: %u unknown: treated as continue", mp->mnt_from.c_str(), sb.s_errors);
+  return 0;
+}
+
+// One descriptor: bitmaps and inode table inside its group, clear of the superblock/GDT copy and of each
+// other; counts within the group's size.
+int check_group(mount* mp, ext2_mount* m, uint32_t g) {
+  const ext2_group_desc& d = m->m_groups[g].g_desc;
+  uint32_t first = ext2_group_first_block(m, g);
+  uint32_t last = (g + 1 == m->m_groups_count) ? m->m_blocks_count : first + m->m_blocks_per_group;  // exclusive
+  uint32_t meta_end = first + (ext2_group_has_super(m, g) ? 1 + m->m_gdt_blocks + m->m_reserved_gdt : 0);
+  auto inside = [&](uint64_t b, uint64_t n) { return b >= meta_end && b + n <= last; };
+  char field[64];
+  if (!inside(d.bg_block_bitmap, 1)) {
+    std::snprintf(field, sizeof field, "group %u bg_block_bitmap", g);
+    return refuse(mp, EINVAL, field, "%u outside [%u, %u)", d.bg_block_bitmap, meta_end, last);
+  }
+  if (!inside(d.bg_inode_bitmap, 1) || d.bg_inode_bitmap == d.bg_block_bitmap) {
+    std::snprintf(field, sizeof field, "group %u bg_inode_bitmap", g);
+    return refuse(mp, EINVAL, field, "%u outside [%u, %u) or on the block bitmap", d.bg_inode_bitmap, meta_end, last);
+  }
+  uint64_t it = d.bg_inode_table, ite = it + m->m_itb_per_group;
+  auto in_table = [&](uint32_t b) { return b >= it && b < ite; };
+  if (!inside(it, m->m_itb_per_group) || in_table(d.bg_block_bitmap) || in_table(d.bg_inode_bitmap)) {
+    std::snprintf(field, sizeof field, "group %u bg_inode_table", g);
+    return refuse(mp, EINVAL, field, "%u (+%u blocks) outside [%u, %u) or over a bitmap", d.bg_inode_table,
+                  m->m_itb_per_group, meta_end, last);
+  }
+  if (d.bg_free_blocks_count > last - first || d.bg_free_inodes_count > m->m_inodes_per_group ||
+      d.bg_used_dirs_count > m->m_inodes_per_group) {
+    std::snprintf(field, sizeof field, "group %u counts", g);
+    return refuse(mp, EINVAL, field, "free blocks %u, free inodes %u, dirs %u beyond the group", d.bg_free_blocks_count,
+                  d.bg_free_inodes_count, d.bg_used_dirs_count);
+  }
+  if (d.bg_flags != 0 && !(m->m_sb.s_feature_ro_compat & EXT4_FEATURE_RO_COMPAT_GDT_CSUM)) {
+    std::snprintf(field, sizeof field, "group %u bg_flags", g);
+    return refuse(mp, EINVAL, field, "0x%x (uninit flags without uninit_bg)", d.bg_flags);
+  }
+  return 0;
+}
+
+int load_groups(mount* mp, ext2_mount* m) {
+  m->m_groups.reset(new ext2_group[m->m_groups_count]);
+  int64_t free_blocks = 0, free_inodes = 0;
+  for (uint32_t b = 0; b < m->m_gdt_blocks; b++) {
+    BufRef bp;
+    if (int err = buf_meta_bread(m->m_devvp, gdt_first_block(m) + b, &bp))
+      return refuse(mp, err, "group descriptors", "reading block %u failed (errno %d)", gdt_first_block(m) + b, err);
+    for (uint32_t i = 0; i < m->m_desc_per_block; i++) {
+      uint32_t g = b * m->m_desc_per_block + i;
+      if (g >= m->m_groups_count) break;
+      std::memcpy(&m->m_groups[g].g_desc, bp.data() + i * sizeof(ext2_group_desc), sizeof(ext2_group_desc));
+    }
+  }
+  for (uint32_t g = 0; g < m->m_groups_count; g++) {
+    TRY(check_group(mp, m, g));
+    free_blocks += m->m_groups[g].g_desc.bg_free_blocks_count;
+    free_inodes += m->m_groups[g].g_desc.bg_free_inodes_count;
+    m->m_overhead_blocks += 2 + m->m_itb_per_group +
+                            (ext2_group_has_super(m, g) ? 1 + m->m_gdt_blocks + m->m_reserved_gdt : 0);
+  }
+  m->m_overhead_blocks += m->m_first_data_block;
+  m->m_free_blocks = free_blocks;
+  m->m_free_inodes = free_inodes;
+  return 0;
+}
+
+// The root must be a directory with blocks (the kernel's check).
+int check_root(mount* mp, ext2_mount* m) {
+  vnode* vp = nullptr;
+  int err = ext2_iget(m, EXT2_ROOT_INO, &vp);
+  if (err) return refuse(mp, err == ESTALE ? EINVAL : err, "root inode", "cannot be read (errno %d)", err);
+  ext2_inode_info* ip = VTOI(vp);
+  bool ok = S_ISDIR(ext2_i_mode(ip)) && ip->i_di.base.i_blocks != 0 && ext2_i_size(ip) != 0;
+  mode_t mode = ext2_i_mode(ip);
+  vnode_put(vp);
+  if (!ok) return refuse(mp, EINVAL, "root inode", "mode 0%o is not a directory with blocks", mode);
+  return 0;
+}
+
+// Marks the filesystem mounted: not clean, one more mount, the time.
+int mark_mounted(ext2_mount* m) {
+  {
+    std::lock_guard g(m->m_sb_lock);
+    ext2_super_block& sb = m->m_sb;
+    if (sb.s_max_mnt_count > 0 && sb.s_mnt_count >= static_cast<uint16_t>(sb.s_max_mnt_count))
+      VLOG_WARN("ext2 %s: maximal mount count reached, running e2fsck is recommended", m->m_mp->mnt_from.c_str());
+    sb.s_mnt_count++;
+    sb.s_mtime = static_cast<uint32_t>(time(nullptr));
+    sb.s_state &= ~EXT2_VALID_FS;
+  }
+  return ext2_sbupdate(m, true);
+}
+
+void free_mount(mount* mp, ext2_mount* m) {
+  if (mp->mnt_cache) (void)bufcache_destroy(mp);
+  delete m;
+  mp->mnt_data = nullptr;
+  mp->mnt_devvp = nullptr;
+}
+
+int ext2_mount_impl(mount* mp, const mount_args& args) {
+  if (mp->mnt_device == nullptr) return refuse(mp, EINVAL, "device", "none given");
+  auto* m = new ext2_mount;
+  m->m_mp = mp;
+  if (int err = dev::dev_sync_io(*mp->mnt_device, dev::io_op::read, EXT2_SUPER_OFFSET, &m->m_sb, sizeof m->m_sb)) {
+    delete m;
+    return refuse(mp, err, "superblock", "read failed (errno %d)", err);
+  }
+  bool force_ro = false;
+  int err = check_geometry(mp, m, mp->mnt_device->size());
+  if (!err) err = check_features(mp, m, &force_ro);
+  if (err) {
+    delete m;
+    return err;
+  }
+  if (!(m->m_sb.s_state & EXT2_VALID_FS) || (m->m_sb.s_state & EXT2_ERROR_FS)) {
+    VLOG_WARN("ext2 %s: s_state: 0x%x (%s): mounting read-only; run e2fsck", mp->mnt_from.c_str(), m->m_sb.s_state,
+              (m->m_sb.s_state & EXT2_ERROR_FS) ? "errors found" : "not cleanly unmounted");
+    force_ro = true;
+  }
+  m->m_max_file_size = max_file_size(m);
+  bufcache_config cfg;
+  cfg.block_size = m->m_block_size;
+  cfg.cache_bytes = args.cache_bytes;
+  if ((err = bufcache_create(mp, mp->mnt_device, cfg))) {
+    delete m;
+    return refuse(mp, err, "buffer cache", "cannot be created (errno %d)", err);
+  }
+  mp->mnt_data = m;
+  m->m_devvp = mp->mnt_devvp;
+  mp->mnt_vnops = args.layers ? args.layers : &ext2_vnop_table;
+  bool rdonly = args.rdonly || force_ro;
+  m->m_rdonly = rdonly;
+  mp->mnt_flag = (rdonly ? uint32_t{MNT_RDONLY} : 0u) | (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
+  m->m_gen_seed = static_cast<uint32_t>(time(nullptr)) ^ m->m_sb.s_wtime;
+  if ((err = load_groups(mp, m)) || (err = check_root(mp, m))) {
+    free_mount(mp, m);
+    return err;
+  }
+  if (!rdonly) {
+    m->m_mounted_rw = true;
+    if ((err = mark_mounted(m))) {
+      free_mount(mp, m);
+      return refuse(mp, err, "superblock", "write failed (errno %d)", err);
+    }
+  }
+  return 0;
+}
+
+// Runs fn(vp) on every live vnode of the mount, each held by an iocount during the call.
+template <class Fn>
+int for_each_vnode(mount* mp, Fn fn) {
+  std::vector<vnode*> vps;
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    for (auto& [id, vp] : mp->mnt_vnodes) {
+      if (vp->v_lflag & VL_TERMINATE) continue;
+      vp->v_iocount++;
+      vps.push_back(vp);
+    }
+  }
+  int first = 0;
+  for (vnode* vp : vps) {
+    int err = fn(vp);
+    if (err && !first) first = err;
+    vnode_put(vp);
+  }
+  return first;
+}
+
+int ext2_sync_impl(mount* mp, int waitfor) {
+  ext2_mount* m = ext2_mount_of(mp);
+  if (m->m_rdonly && !m->m_mounted_rw) return 0;
+  int err = for_each_vnode(mp, [&](vnode* vp) { return ext2_fsync_vnode(vp, waitfor, /*flush_device=*/false); });
+  int e2 = m->m_rdonly ? 0 : ext2_sbupdate(m, false);
+  int e3 = buf_flushdirtyblks(m->m_devvp, waitfor == MNT_WAIT ? MNT_WAIT : MNT_NOWAIT);
+  int e4 = waitfor == MNT_WAIT ? ext2_dev_flush(m) : 0;
+  return err ? err : e2 ? e2 : e3 ? e3 : e4;
+}
+
+// ---- vfsops
+
+int vfs_mount_ext2(mount* mp, const mount_args& args, const vfs_context&) {
+  try {
+    return ext2_mount_impl(mp, args);
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
+}
+
+int vfs_unmount_ext2(mount* mp, bool force, const vfs_context&) {
+  ext2_mount* m = ext2_mount_of(mp);
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    if (!mp->mnt_vnodes.empty()) {
+      VLOG_WARN("ext2 %s: unmount%s: %zu vnodes still referenced", mp->mnt_from.c_str(), force ? " (forced)" : "",
+                mp->mnt_vnodes.size());
+      if (!force) return EBUSY;
+    }
+  }
+  int err = ext2_sync_impl(mp, MNT_WAIT);
+  if (m->m_mounted_rw) {
+    {
+      std::lock_guard g(m->m_sb_lock);
+      if (!(m->m_sb.s_state & EXT2_ERROR_FS)) m->m_sb.s_state |= EXT2_VALID_FS;
+    }
+    bool was_ro = m->m_rdonly.exchange(false);  // the clean/error state is written even after remount-ro
+    int e2 = ext2_sbupdate(m, true);
+    m->m_rdonly = was_ro;
+    int e3 = buf_flushdirtyblks(m->m_devvp, MNT_WAIT);
+    int e4 = ext2_dev_flush(m);
+    if (!err) err = e2 ? e2 : e3 ? e3 : e4;
+  }
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    if (!mp->mnt_vnodes.empty()) return err ? err : EBUSY;  // forced, but vnodes still live: keep the cache
+  }
+  int e5 = bufcache_destroy(mp);
+  if (!err) err = e5;
+  delete m;
+  mp->mnt_data = nullptr;
+  mp->mnt_devvp = nullptr;
+  return err;
+}
+
+int vfs_root_ext2(mount* mp, vnode** vpp, const vfs_context&) {
+  return ext2_iget(ext2_mount_of(mp), EXT2_ROOT_INO, vpp);
+}
+
+int vfs_statfs_ext2(mount* mp, struct statvfs* sbp, const vfs_context&) {
+  ext2_mount* m = ext2_mount_of(mp);
+  std::memset(sbp, 0, sizeof *sbp);
+  int64_t bfree = m->m_free_blocks.load();
+  int64_t ifree = m->m_free_inodes.load();
+  if (bfree < 0) bfree = 0;
+  if (ifree < 0) ifree = 0;
+  uint64_t reserved;
+  {
+    std::lock_guard g(m->m_sb_lock);
+    reserved = m->m_sb.s_r_blocks_count;
+    std::memcpy(&sbp->f_fsid, m->m_sb.s_uuid, sizeof sbp->f_fsid);
+  }
+  sbp->f_bsize = m->m_block_size;
+  sbp->f_frsize = m->m_block_size;
+  sbp->f_blocks = m->m_blocks_count - m->m_overhead_blocks;
+  sbp->f_bfree = static_cast<fsblkcnt_t>(bfree);
+  sbp->f_bavail = static_cast<uint64_t>(bfree) > reserved ? static_cast<fsblkcnt_t>(bfree - reserved) : 0;
+  sbp->f_files = m->m_inodes_count;
+  sbp->f_ffree = static_cast<fsfilcnt_t>(ifree);
+  sbp->f_favail = static_cast<fsfilcnt_t>(ifree);
+  sbp->f_namemax = EXT2_NAME_LEN;
+  sbp->f_flag = (m->m_rdonly ? ST_RDONLY : 0);
+  return 0;
+}
+
+int vfs_sync_ext2(mount* mp, int waitfor, const vfs_context&) {
+  try {
+    return ext2_sync_impl(mp, waitfor);
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
+}
+
+int vfs_vget_ext2(mount* mp, uint64_t ino, vnode** vpp, const vfs_context&) {
+  ext2_mount* m = ext2_mount_of(mp);
+  if (ino > UINT32_MAX || !ext2_ino_ok(m, static_cast<uint32_t>(ino))) return EINVAL;
+  try {
+    return ext2_iget(m, static_cast<uint32_t>(ino), vpp);
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
+}
+
+}  // namespace
+
+const vfsops ext2_vfsops = {
+    "ext2", vfs_mount_ext2, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2, vfs_sync_ext2, vfs_vget_ext2,
+};
+
+int ext2_dev_flush(ext2_mount* m) {
+  return dev::dev_sync_io(*m->m_mp->mnt_device, dev::io_op::flush, 0, nullptr, 0);
+}
+
+// Copies the in-core descriptors of the GDT block `b` into its buffer; writes it if any was dirty.
+static int write_gdt_block(ext2_mount* m, uint32_t b, bool wait) {
+  uint32_t g0 = b * m->m_desc_per_block;
+  uint32_t g1 = std::min(g0 + m->m_desc_per_block, m->m_groups_count);
+  bool dirty = false;
+  for (uint32_t g = g0; g < g1; g++) {
+    std::lock_guard l(m->m_groups[g].g_lock);
+    dirty |= m->m_groups[g].g_dirty;
+  }
+  if (!dirty) return 0;
+  BufRef bp;
+  TRY(buf_meta_bread(m->m_devvp, gdt_first_block(m) + b, &bp));
+  for (uint32_t g = g0; g < g1; g++) {
+    std::lock_guard l(m->m_groups[g].g_lock);
+    std::memcpy(bp.data() + (g - g0) * sizeof(ext2_group_desc), &m->m_groups[g].g_desc, sizeof(ext2_group_desc));
+    m->m_groups[g].g_dirty = false;
+  }
+  if (wait) return buf_bwrite(std::move(bp));
+  buf_bdwrite(std::move(bp));
+  return 0;
+}
+
+static int write_super(ext2_mount* m, bool wait) {
+  BufRef bp;
+  TRY(buf_meta_bread(m->m_devvp, super_block_nr(m), &bp));
+  {
+    std::lock_guard g(m->m_sb_lock);
+    m->m_sb.s_wtime = static_cast<uint32_t>(time(nullptr));
+    std::memcpy(bp.data() + super_block_off(m), &m->m_sb, sizeof m->m_sb);
+  }
+  if (wait) return buf_bwrite(std::move(bp));
+  buf_bdwrite(std::move(bp));
+  return 0;
+}
+
+int ext2_sbupdate(ext2_mount* m, bool wait) {
+  if (m->m_rdonly) return 0;
+  uint64_t free_blocks = 0, free_inodes = 0;
+  for (uint32_t g = 0; g < m->m_groups_count; g++) {
+    std::lock_guard l(m->m_groups[g].g_lock);
+    free_blocks += m->m_groups[g].g_desc.bg_free_blocks_count;
+    free_inodes += m->m_groups[g].g_desc.bg_free_inodes_count;
+  }
+  int first = 0;
+  for (uint32_t b = 0; b < m->m_gdt_blocks; b++) {
+    int err = write_gdt_block(m, b, wait);
+    if (err && !first) first = err;
+  }
+  {
+    std::lock_guard g(m->m_sb_lock);
+    m->m_sb.s_free_blocks_count = static_cast<uint32_t>(free_blocks);
+    m->m_sb.s_free_inodes_count = static_cast<uint32_t>(free_inodes);
+  }
+  int err = write_super(m, wait);
+  return first ? first : err;
+}
+
+int ext2_write_super_error(ext2_mount* m) { return write_super(m, true); }
+
+}  // namespace vnopfs::ext2

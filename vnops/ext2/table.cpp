@@ -1,0 +1,60 @@
+// table.cpp: the ext2 VNOP table.
+//
+// Ops that exist (everything else falls to the vnop.def default: err_* = ENOTSUP, nop_* = 0):
+//   ext2-core:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
+//                   allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE),
+//                   inactive, reclaim.
+//   ext2-namespace: the section marked below (lookup, create, mknod, mkdir, rmdir, remove, link, symlink,
+//                   readlink, readdir, rename, xattrs) as it lands.
+// open/close are nop (ext2 keeps no per-open state).
+//
+// Locking for callers (the FUSE frontend), per vnop.def, plus ext2's rule for VNOP_WRITE (see ext2.h):
+// take the vnode lock SHARED for a write that stays inside EOF, EXCLUSIVE for IO_APPEND or a write that may
+// extend the file; a write holding it shared that would extend returns ERESTART: retry exclusive.
+#include <mutex>
+
+#include "vnops/ext2/ext2.h"
+
+namespace vnopfs::ext2 {
+
+vnop_table ext2_vnop_table;
+
+void ext2_table_init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    vnop_table_build(&ext2_vnop_table, "ext2", {
+        // ---- ext2-core
+        vnop_entry(ext2_vnop_read),
+        vnop_entry(ext2_vnop_write),
+        vnop_entry(ext2_vnop_fsync),
+        vnop_entry(ext2_vnop_strategy),
+        vnop_entry(vn_bwrite),
+        vnop_entry(ext2_vnop_blockmap),
+        vnop_entry(ext2_vnop_getattr),
+        vnop_entry(ext2_vnop_setattr),
+        vnop_entry(ext2_vnop_access),
+        vnop_entry(ext2_vnop_allocate),
+        vnop_entry(ext2_vnop_ioctl),
+        vnop_entry(ext2_vnop_inactive),
+        vnop_entry(ext2_vnop_reclaim),
+        // ---- ext2-namespace (add entries here)
+        vnop_entry(ext2_vnop_lookup),
+        vnop_entry(ext2_vnop_create),
+        vnop_entry(ext2_vnop_mknod),
+        vnop_entry(ext2_vnop_mkdir),
+        vnop_entry(ext2_vnop_symlink),
+        vnop_entry(ext2_vnop_readlink),
+        vnop_entry(ext2_vnop_link),
+        vnop_entry(ext2_vnop_remove),
+        vnop_entry(ext2_vnop_rmdir),
+        vnop_entry(ext2_vnop_readdir),
+        vnop_entry(ext2_vnop_rename),
+        vnop_entry(ext2_vnop_getxattr),
+        vnop_entry(ext2_vnop_setxattr),
+        vnop_entry(ext2_vnop_listxattr),
+        vnop_entry(ext2_vnop_removexattr),
+    });
+  });
+}
+
+}  // namespace vnopfs::ext2

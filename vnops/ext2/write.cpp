@@ -1,0 +1,224 @@
+// write.cpp: VNOP_WRITE through cluster_write, the full contract of DESIGN.md section 2.
+//
+// Allocation design: blocks are allocated HERE, in VNOP_WRITE, before the data is copied (FFS ffs_balloc
+// style), not at push time. Reasons: ENOSPC reaches the writer with nothing changed (IO_UNIT reserves every
+// block of the write up front; other writes become short writes at the first block that cannot be had);
+// the cluster layer's VNODE_WRITE blockmap at push time then only looks blocks up, so a push never fails for
+// space. A new block must never show old disk contents: a block this write covers completely is filled by
+// the copy; a new block it covers only partly and that lies below the old EOF (which cluster_write would
+// pre-read) is zeroed on disk before its pointer is set (EXT2_BMAP_ZERO); partial blocks at or past the old
+// EOF are zero-filled by cluster_write itself. A block allocated but not copied into because the copy
+// failed is freed again (back to a hole).
+//
+// Locks: the caller holds the vnode lock shared (a write inside EOF) or exclusive (extending, IO_APPEND),
+// see ext2.h; i_lock is taken only around allocation and size updates, never across cluster_write.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <new>
+
+#include "vnopfs/cluster.h"
+#include "vnops/ext2/ext2.h"
+
+namespace vnopfs::ext2 {
+
+namespace {
+
+constexpr uint64_t kChunk = 1u << 20;  // bytes allocated and copied per round
+
+struct write_state {
+  vnode* vp;
+  ext2_inode_info* ip;
+  ext2_mount* m;
+  uio* u;
+  int ioflag;
+  const vfs_context& ctx;
+  uint64_t bs;
+  bool use_reserve;
+  uint64_t orig_size = 0;      // size before the write
+  uint64_t size = 0;           // size now
+  ext2_reservation res;        // IO_UNIT: every block of the write, reserved before anything changes
+  std::vector<uint64_t> fresh; // logical blocks this round allocated
+
+  write_state(vnode* v, uio* uu, int fl, const vfs_context& c)
+      : vp(v), ip(VTOI(v)), m(ip->i_mnt), u(uu), ioflag(fl), ctx(c), bs(m->m_block_size),
+        use_reserve(ext2_may_use_reserve(m, c)), res(m) {}
+};
+
+// Allocates the blocks of [coff, *cend). Without IO_UNIT, running out of space clips *cend to the last
+// block obtained (ENOSPC only when not even the first one could be had).
+int allocate_round(write_state& w, uint64_t coff, uint64_t* cend) {
+  const uint64_t first = coff / w.bs, last = (*cend + w.bs - 1) / w.bs;
+  std::lock_guard g(w.ip->i_lock);
+  w.fresh.clear();
+  bool per_block = false;  // no reservation for the round: each block reserves its own
+  if (!(w.ioflag & IO_UNIT)) {
+    uint64_t need = 0;
+    TRY(ext2_bmap_count_missing(w.ip, first, last, &need));
+    if (w.res.take(need, w.use_reserve) != 0) per_block = true;
+  }
+  for (uint64_t lbn = first; lbn < last; lbn++) {
+    const uint64_t b0 = lbn * w.bs, b1 = b0 + w.bs;
+    bool partial = coff > b0 || *cend < b1;
+    int flags = EXT2_BMAP_ALLOC | (w.use_reserve ? EXT2_BMAP_RESERVE : 0);
+    if (partial && b0 < w.size) flags |= EXT2_BMAP_ZERO;  // cluster_write would pre-read it
+    uint32_t pbn;
+    bool isnew = false;
+    int err = ext2_bmap_locked(w.ip, lbn, flags, &pbn, 1, nullptr, &isnew, per_block ? nullptr : &w.res);
+    if (err == ENOSPC && per_block && lbn > first) {
+      *cend = b0;
+      return 0;
+    }
+    if (err) {
+      *cend = std::max(coff, b0);
+      return err;
+    }
+    if (isnew && !(flags & EXT2_BMAP_ZERO)) w.fresh.push_back(lbn);
+  }
+  return 0;
+}
+
+// After a failed copy: blocks allocated for data that never arrived go back to holes, so no pointer is
+// left to a block of old contents.
+void release_uncopied(write_state& w) {
+  const uint64_t done = static_cast<uint64_t>(w.u->offset());
+  std::vector<uint64_t> drop;
+  for (uint64_t lbn : w.fresh)
+    if (lbn * w.bs >= done) drop.push_back(lbn);
+  if (drop.empty()) return;
+  for (uint64_t lbn : drop) buf_invalidate_range(w.vp, static_cast<daddr64_t>(lbn), static_cast<daddr64_t>(lbn + 1));
+  std::lock_guard g(w.ip->i_lock);
+  for (uint64_t lbn : drop) (void)ext2_free_range_locked(w.ip, lbn, lbn + 1);
+}
+
+// Zeroes the bytes between the old EOF and a write that starts past it, when they share the old EOF's
+// block (headOff for cluster_write) or the old EOF's block is allocated but the write starts further on.
+int zero_gap(write_state& w, uint64_t off, uint64_t newEOF, off_t* headOff, int* flags) {
+  if (off <= w.size || w.size % w.bs == 0) return 0;
+  const uint64_t blk_end = (w.size / w.bs + 1) * w.bs;
+  if (off < blk_end) {
+    *headOff = static_cast<off_t>(w.size);
+    *flags |= IO_HEADZEROFILL;
+    return 0;
+  }
+  uint32_t pbn = 0;
+  {
+    std::lock_guard g(w.ip->i_lock);
+    TRY(ext2_bmap_locked(w.ip, w.size / w.bs, 0, &pbn, 1, nullptr, nullptr));
+  }
+  if (pbn == 0) return 0;
+  return ext2_zero_range_cached(w.vp, static_cast<off_t>(w.size), blk_end - w.size, static_cast<off_t>(w.size),
+                                static_cast<off_t>(newEOF));
+}
+
+// One round: allocate, then copy through the cluster layer, then publish the new size.
+int write_round(write_state& w) {
+  const uint64_t coff = static_cast<uint64_t>(w.u->offset());
+  uint64_t cend = std::min(coff + w.u->resid(), (coff / kChunk + 1) * kChunk);
+  int alloc_err = allocate_round(w, coff, &cend);
+  if (cend <= coff) return alloc_err ? alloc_err : ENOSPC;
+  const uint64_t newEOF = std::max(w.size, cend);
+  if (newEOF > w.size) cluster_setsize(w.vp, static_cast<off_t>(newEOF));
+  off_t headOff = 0;
+  int flags = w.ioflag & (IO_SYNC | IO_NOCACHE);
+  int err = zero_gap(w, coff, newEOF, &headOff, &flags);
+  const size_t rest = w.u->resid() - (cend - coff);
+  if (!err) {
+    w.u->setresid(cend - coff);
+    err = cluster_write(w.vp, w.u, static_cast<off_t>(w.size), static_cast<off_t>(newEOF), headOff, 0, flags);
+    w.u->setresid(w.u->resid() + rest);
+  }
+  if (err) release_uncopied(w);
+  const uint64_t reached = static_cast<uint64_t>(w.u->offset());
+  if (reached > w.size) {
+    std::lock_guard g(w.ip->i_lock);
+    ext2_i_set_size(w.ip, reached);
+    w.size = reached;
+  } else if (newEOF > w.size) {
+    cluster_setsize(w.vp, static_cast<off_t>(w.size));
+  }
+  if (err) return err;
+  return alloc_err;  // ENOSPC/EIO after a partial round: the caller sees a short write
+}
+
+// Checks and the EOF decision under i_lock. ERESTART: the caller must retake the vnode lock exclusive.
+int write_begin(write_state& w) {
+  const bool exclusive = w.vp->v_lock.held_exclusive();
+  std::lock_guard g(w.ip->i_lock);
+  const ext2_inode& di = w.ip->i_di.base;
+  if (di.i_flags & EXT2_IMMUTABLE_FL) return EPERM;
+  if ((di.i_flags & EXT2_APPEND_FL) && !(w.ioflag & IO_APPEND)) return EPERM;
+  w.orig_size = w.size = ext2_i_size(w.ip);
+  if (w.ioflag & IO_APPEND) {
+    if (!exclusive) return ERESTART;
+    w.u->setoffset(static_cast<off_t>(w.size));
+  }
+  const uint64_t off = static_cast<uint64_t>(w.u->offset());
+  if (off >= w.m->m_max_file_size) return EFBIG;
+  if (off + w.u->resid() > w.size && !exclusive) return ERESTART;
+  if (w.ioflag & IO_UNIT) {
+    uint64_t need = 0, end = std::min<uint64_t>(off + w.u->resid(), w.m->m_max_file_size);
+    TRY(ext2_bmap_count_missing(w.ip, off / w.bs, (end + w.bs - 1) / w.bs, &need));
+    TRY(w.res.take(need, w.use_reserve));  // ENOSPC here: nothing changed
+  }
+  if (ext2_kill_suid(w.ip, w.ctx)) (void)0;  // before any data moves (HFS order)
+  return 0;
+}
+
+int write_impl(vnode* vp, uio* u, int ioflag, const vfs_context& ctx) {
+  write_state w(vp, u, ioflag, ctx);
+  TRY(write_begin(w));
+  // Past the format's maximum size the write is clipped (short), as Linux does; the clipped bytes are
+  // handed back to the uio at the end.
+  const uint64_t off = static_cast<uint64_t>(u->offset());
+  size_t clipped = 0;
+  if (off + u->resid() > w.m->m_max_file_size) {
+    clipped = off + u->resid() - w.m->m_max_file_size;
+    u->setresid(u->resid() - clipped);
+  }
+  const uio::mark mark = u->save();
+  int err = 0;
+  while (u->resid() > 0 && !err) {
+    const off_t before = u->offset();
+    err = write_round(w);
+    if (!err && u->offset() == before) err = EIO;  // no progress without an error: never spin
+  }
+  const bool moved = static_cast<uint64_t>(u->offset()) > off;
+  if (err && (ioflag & IO_UNIT)) {
+    if (w.size > w.orig_size) (void)ext2_truncate(vp, w.orig_size, ctx);
+    u->restore(mark);
+  } else if (err && moved) {
+    err = 0;  // a short write is success
+  }
+  u->setresid(u->resid() + clipped);
+  if (moved && !(err && (ioflag & IO_UNIT))) {
+    std::lock_guard g(w.ip->i_lock);
+    ext2_itimes(w.ip, EXT2_ICHG | EXT2_IUPD);
+  }
+  if (!err && moved && (ioflag & (IO_SYNC | IO_DSYNC)))
+    err = ext2_fsync_vnode(vp, (ioflag & IO_SYNC) ? MNT_WAIT : MNT_DWAIT, /*flush_device=*/true);
+  return err;
+}
+
+}  // namespace
+
+int ext2_vnop_write(vnop_write_args* ap) {
+  vnode* vp = ap->a_vp;
+  if (vp->v_type == vtype::VDIR) return EISDIR;
+  if (vp->v_type != vtype::VREG) return EINVAL;
+  ext2_mount* m = VTOI(vp)->i_mnt;
+  TRY(ext2_check_writable(m));
+  uio* u = ap->a_uio;
+  if (u->offset() < 0) return EINVAL;
+  if (u->resid() == 0) return 0;
+  int ioflag = ap->a_ioflag;
+  if (vp->v_mount->mnt_flag & MNT_SYNCHRONOUS) ioflag |= IO_SYNC;
+  const vfs_context& ctx = ap->a_context ? *ap->a_context : vfs_context::kernel();
+  try {
+    return write_impl(vp, u, ioflag, ctx);
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
+}
+
+}  // namespace vnopfs::ext2
