@@ -12,9 +12,15 @@ namespace vnopfs::fuse {
 
 namespace {
 
+// POSIX ACLs are not implemented (no FUSE_CAP_POSIX_ACL: the kernel would not enforce a stored ACL, while
+// the kernel's ext2 reading the image back would). So the ACL names are refused like on a filesystem
+// mounted noacl: set/remove EOPNOTSUPP, get ENODATA; cp -a and friends fall back to the mode bits.
+bool is_acl_name(const char* name) { return std::strncmp(name, "system.posix_acl_", 17) == 0; }
+
 int do_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   frontend& f = fe(req);
   if (std::strlen(name) > 255) return ERANGE;
+  if (is_acl_name(name)) return EOPNOTSUPP;
   vfs_context ctx = make_context(req, true);
   vref vp;
   TRY(f.inodes->get(ino, vp.out()));
@@ -48,6 +54,7 @@ int get_value(fuse_req_t req, size_t size, Get get) {
 
 int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   frontend& f = fe(req);
+  if (is_acl_name(name)) return ENODATA;
   vfs_context ctx = make_context(req, true);
   vref vp;
   TRY(f.inodes->get(ino, vp.out()));
@@ -70,6 +77,7 @@ int do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 int do_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   frontend& f = fe(req);
+  if (is_acl_name(name)) return EOPNOTSUPP;
   vfs_context ctx = make_context(req, true);
   vref vp;
   TRY(f.inodes->get(ino, vp.out()));

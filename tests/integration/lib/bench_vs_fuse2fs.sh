@@ -7,7 +7,7 @@ set -euo pipefail
 T=$(mktemp -d /tmp/vnopfs-bench.XXXXXX)
 trap 'for m in $T/m1 $T/m2; do fusermount3 -u -z $m 2>/dev/null || true; done; sleep 1; rm -rf $T' EXIT
 mkdir -p "$T/m1" "$T/m2"
-for i in 1 2; do truncate -s 2G "$T/img$i"; mke2fs -q -F -t ext2 -b 4096 -I 256 "$T/img$i"; done
+for i in 1 2; do mke2fs -q -F -t ext2 -b 4096 -I 256 "$T/img$i" 2G; done
 opts=${1:-}
 "$VNOPFS_BUILD/src/fuse/vnopfs" "$T/img1" "$T/m1" ${opts:+-o $opts}
 fuse2fs "$T/img2" "$T/m2" -o fakeroot
