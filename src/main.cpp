@@ -92,8 +92,12 @@ void detach_stdio(const std::string& log_path) {
 // ext2 keeps nanoseconds only in the extra fields of inodes larger than 128 bytes: the kernel must not
 // cache finer times than the filesystem keeps (FUSE time_gran).
 unsigned probe_time_gran(dev::device& d) {
-  std::vector<unsigned char> sb(1024);
-  if (dev::dev_sync_io(d, dev::io_op::read, 1024, sb.data(), sb.size()) != 0) return 1000000000u;
+  // One aligned 4 KiB read at 0 (O_DIRECT devices refuse anything less aligned); the superblock is at 1024.
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 4096, 4096) != 0) return 1000000000u;
+  std::unique_ptr<unsigned char, decltype(&std::free)> page(static_cast<unsigned char*>(mem), &std::free);
+  if (dev::dev_sync_io(d, dev::io_op::read, 0, page.get(), 4096) != 0) return 1000000000u;
+  const unsigned char* sb = page.get() + 1024;
   auto le16 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8)); };
   auto le32 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8) | (sb[o + 2] << 16) | (sb[o + 3] << 24)); };
   if (le16(56) != 0xEF53) return 1000000000u;

@@ -3,6 +3,7 @@
 # them, sticky directories, setgid directories, suid/sgid cleared by write and chown, utimes rules, exec-only.
 source "$(dirname "$0")/../lib/common.sh"
 make_image 64M
+chmod 755 "$T"   # the users must reach $T/mnt and the helper script
 mount_vnopfs -o allow_other   # (root mounts; other users need allow_other to get in at all)
 
 M=$MNT
@@ -74,8 +75,8 @@ else:
     create(M + "/pub/theirs"); os.unlink(M + "/pub/theirs")
 print("uid", uid, "ok")
 PY
-as_user 1000 -- python3 "$T/user.py" "$M" || fail "permission checks as uid 1000"
-as_user 1001 -- python3 "$T/user.py" "$M" || fail "permission checks as uid 1001"
+as_user 1000 -- /usr/bin/python3 "$T/user.py" "$M" || fail "permission checks as uid 1000"
+as_user 1001 -- /usr/bin/python3 "$T/user.py" "$M" || fail "permission checks as uid 1001"
 
 # chown by root clears suid, and sgid when group-exec is set
 chown 1000 "$M/suid2"

@@ -6,6 +6,7 @@ source "$(dirname "$0")/../lib/common.sh"
 make_image 256M
 mount_vnopfs
 mkdir "$MNT/w"
+python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$MNT"   # w's entry is durable
 
 cat >"$T/writer.py" <<'PY'
 import hashlib, os, random, sys, time
@@ -18,6 +19,10 @@ try:
         name = "w%d-%05d" % (wid, k); k += 1
         p = os.path.join(d, name)
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # a new name is durable once its directory is fsync'd (ext2 semantics, as on Linux)
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
         data = b""
         for _ in range(rng.randrange(1, 6)):
             chunk = rng.randbytes(rng.choice([100, 4096, 65536, 300000]))
