@@ -47,7 +47,10 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
     keep(cluster_push(vp, wait ? IO_SYNC : 0));
     keep(buf_flushdirtyblks(vp, wait ? MNT_WAIT : MNT_NOWAIT));
   }
-  if (m->m_rdonly) return err ? err : EROFS;  // remounted read-only after corruption: nothing more is written
+  if (m->m_rdonly) {  // remounted read-only after corruption: no metadata is written any more
+    std::lock_guard g(ip->i_lock);
+    return err ? err : (ip->i_dirty || !ip->i_meta_dirty.empty()) ? EIO : 0;
+  }
   keep(flush_noted_meta(ip, wait));
   {
     std::lock_guard g(ip->i_lock);

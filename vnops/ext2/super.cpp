@@ -112,27 +112,29 @@ int check_features(mount* mp, ext2_mount* m, bool* force_ro) {
   return 0;
 }
 
-// The largest file the block map and the 32-bit i_blocks can describe (the kernel's ext2_max_size).
+// The largest file the block map and the 32-bit i_blocks can describe: the kernel's ext2_max_size.
 uint64_t max_file_size(const ext2_mount* m) {
   const uint32_t bits = m->m_log_block_size;
-  const uint64_t apb = m->m_addr_per_block;
-  uint64_t upper = (1ull << 32) - 1;  // i_blocks in 512-byte units, 32 bits (no huge_file)
-  upper >>= (bits - 9);               // in blocks
-  uint64_t res = EXT2_NDIR_BLOCKS + apb + apb * apb + apb * apb * apb;
-  uint64_t meta = 1 + (1 + apb) + (1 + apb + apb * apb);
-  if (res + meta > upper) {
-    // Not all of the map fits under i_blocks: subtract the indirect blocks a file of `upper` blocks needs.
+  const uint64_t ppb = m->m_addr_per_block;
+  uint64_t upper = ((1ull << 32) - 1) >> (bits - 9);  // i_blocks counts 512-byte units in 32 bits
+  uint64_t res = EXT2_NDIR_BLOCKS + ppb + ppb * ppb + ppb * ppb * ppb;
+  uint64_t meta = 1 + (1 + ppb) + (1 + ppb + ppb * ppb);
+  if (res + meta > upper) {  // i_blocks, not the block tree, limits the size
     res = upper;
-    uint64_t data = upper - EXT2_NDIR_BLOCKS;
-    meta = 1;  // single indirect
-    if (data > apb) meta += 1 + (data - apb + apb - 1) / apb;  // double
-    if (data > apb + apb * apb) meta += 1 + (data - apb - apb * apb + apb * apb - 1) / (apb * apb);
+    upper -= EXT2_NDIR_BLOCKS + ppb;
+    meta = 1;
+    if (upper < ppb * ppb) {
+      meta += 1 + (upper + ppb - 1) / ppb;
+    } else {
+      meta += 1 + ppb;
+      upper -= ppb * ppb;
+      meta += 1 + (upper + ppb - 1) / ppb + (upper + ppb * ppb - 1) / (ppb * ppb);
+    }
     res -= meta;
   }
   uint64_t bytes = res << bits;
-  const uint64_t kMaxLfs = static_cast<uint64_t>(INT64_MAX);
-  if (bytes > kMaxLfs) bytes = kMaxLfs;
-  if (m->m_rev == EXT2_GOOD_OLD_REV && bytes > 0x7fffffffull) bytes = 0x7fffffffull;  // no large_file
+  if (bytes > static_cast<uint64_t>(INT64_MAX)) bytes = static_cast<uint64_t>(INT64_MAX);
+  if (m->m_rev == EXT2_GOOD_OLD_REV && bytes > 0x7fffffffull) bytes = 0x7fffffffull;  // no large_file there
   return bytes;
 }
 

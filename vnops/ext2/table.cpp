@@ -38,6 +38,21 @@ void ext2_table_init() {
         vnop_entry(ext2_vnop_inactive),
         vnop_entry(ext2_vnop_reclaim),
         // ---- ext2-namespace (add entries here)
+        vnop_entry(ext2_vnop_lookup),
+        vnop_entry(ext2_vnop_create),
+        vnop_entry(ext2_vnop_mknod),
+        vnop_entry(ext2_vnop_mkdir),
+        vnop_entry(ext2_vnop_symlink),
+        vnop_entry(ext2_vnop_readlink),
+        vnop_entry(ext2_vnop_link),
+        vnop_entry(ext2_vnop_remove),
+        vnop_entry(ext2_vnop_rmdir),
+        vnop_entry(ext2_vnop_readdir),
+        vnop_entry(ext2_vnop_rename),
+        vnop_entry(ext2_vnop_getxattr),
+        vnop_entry(ext2_vnop_setxattr),
+        vnop_entry(ext2_vnop_listxattr),
+        vnop_entry(ext2_vnop_removexattr),
     });
   });
 }

@@ -156,40 +156,66 @@ size_t xattr_block_need(const std::vector<xattr_item>& items) {
   return n;
 }
 
-bool xattr_block_encode(uint8_t* blk, uint32_t block_size, std::vector<xattr_item> items, uint32_t refcount) {
-  for (const xattr_item& it : items) {
-    if (it.name.empty() || it.name.size() > 255) return false;
-  }
-  if (xattr_block_need(items) > block_size) return false;
-  std::sort(items.begin(), items.end(), xattr_item_less);
-  std::memset(blk, 0, block_size);
-  put32(blk, EXT2_XATTR_MAGIC);
-  put32(blk + 4, refcount);
-  put32(blk + 8, 1);
-  uint32_t off = kHeaderLen, vend = block_size, block_hash = 0;
+namespace {
+
+// Lays sorted items out in base[0..len): entries from `first`, values packed down from len, offsets
+// counted from value_base. Returns the block hash (ext2_xattr_rehash). The caller checked the size.
+uint32_t encode_entries(uint8_t* base, uint32_t len, uint32_t first, uint32_t value_base,
+                        const std::vector<xattr_item>& items) {
+  uint32_t off = first, vend = len, block_hash = 0;
   bool unshareable = false;  // ext2_xattr_rehash: an entry hash of 0 makes the block hash 0
   for (const xattr_item& it : items) {
-    uint8_t* e = blk + off;
+    uint8_t* e = base + off;
     uint32_t vsize = uint32_t(it.value.size());
-    uint32_t voffs = 0;
+    uint32_t vpos = 0;
     if (vsize) {
       vend -= ext2_xattr_size(vsize);
-      voffs = vend;
-      std::memcpy(blk + voffs, it.value.data(), vsize);
+      vpos = vend;
+      std::memcpy(base + vpos, it.value.data(), vsize);
     }
     e[0] = uint8_t(it.name.size());
     e[1] = it.index;
-    put16(e + 2, uint16_t(voffs));
+    put16(e + 2, uint16_t(vsize ? vpos - value_base : 0));
     put32(e + 4, 0);
     put32(e + 8, vsize);
     std::memcpy(e + kEntryLen, it.name.data(), it.name.size());
-    uint32_t h = xattr_hash_entry(uint8_t(it.name.size()), it.name.data(), blk + voffs, vsize);
+    uint32_t h = xattr_hash_entry(uint8_t(it.name.size()), it.name.data(), base + vpos, vsize);
     put32(e + 12, h);
     if (h == 0) unshareable = true;
     block_hash = (block_hash << 16) ^ (block_hash >> 16) ^ h;
     off += ext2_xattr_len(uint32_t(it.name.size()));
   }
-  put32(blk + 12, unshareable ? 0 : block_hash);
+  return unshareable ? 0 : block_hash;
+}
+
+bool names_ok(const std::vector<xattr_item>& items) {
+  for (const xattr_item& it : items) {
+    if (it.name.empty() || it.name.size() > 255) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool xattr_block_encode(uint8_t* blk, uint32_t block_size, std::vector<xattr_item> items, uint32_t refcount) {
+  if (!names_ok(items) || xattr_block_need(items) > block_size) return false;
+  std::sort(items.begin(), items.end(), xattr_item_less);
+  std::memset(blk, 0, block_size);
+  put32(blk, EXT2_XATTR_MAGIC);
+  put32(blk + 4, refcount);
+  put32(blk + 8, 1);
+  put32(blk + 12, encode_entries(blk, block_size, kHeaderLen, 0, items));
+  return true;
+}
+
+bool xattr_ibody_encode(uint8_t* region, uint32_t len, std::vector<xattr_item> items) {
+  size_t need = xattr_block_need(items) - kHeaderLen + 4;  // the magic instead of the block header
+  if (!names_ok(items) || need > len) return false;
+  std::sort(items.begin(), items.end(), xattr_item_less);
+  std::memset(region, 0, len);
+  if (items.empty()) return true;  // no magic: no in-inode attributes
+  put32(region, EXT2_XATTR_MAGIC);
+  encode_entries(region, len, 4, 4, items);
   return true;
 }
 

@@ -77,6 +77,10 @@ bool xattr_block_encode(uint8_t* blk, uint32_t block_size, std::vector<xattr_ite
 // there means no attributes (true, empty). False with *f when the magic is present and the entries are bad.
 bool xattr_ibody_decode(const uint8_t* region, uint32_t len, std::vector<xattr_item>* out, xattr_fault* f);
 
+// Writes the in-inode area (region as for decode): magic, sorted entries, values at the region end; all
+// zeros when items is empty. False (region untouched) when they do not fit.
+bool xattr_ibody_encode(uint8_t* region, uint32_t len, std::vector<xattr_item> items);
+
 // Orders items as the kernel sorts entries.
 bool xattr_item_less(const xattr_item& a, const xattr_item& b);
 

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <cstring>
+
 #include <catch2/catch.hpp>
 
 #include "support/ext2_fixture.h"
@@ -91,4 +93,104 @@ TEST_CASE("lifecycle: an allocated inode is reused only after it was freed", "[e
   vnode_put(root);
   REQUIRE(m.unmount() == 0);
   CHECK(fsck_clean(img));
+}
+
+namespace {
+
+componentname cn(const char* name) { return componentname{name, std::strlen(name)}; }
+
+vnode* create_file(vnode* dir, const char* name, mode_t mode = 0644) {
+  componentname c = cn(name);
+  vnode_attr va;
+  va.va_active = VA_MODE;
+  va.va_mode = S_IFREG | mode;
+  vnode* vp = nullptr;
+  vn_exclusive l(dir);
+  REQUIRE(VNOP_CREATE(dir, &c, &va, &vp, kctx()) == 0);
+  return vp;
+}
+
+int remove_file(vnode* dir, vnode* vp, const char* name) {
+  componentname c = cn(name);
+  vn_lock_pair(dir, vp);
+  int err = VNOP_REMOVE(dir, vp, &c, 0, kctx());
+  vn_unlock_pair(dir, vp);
+  return err;
+}
+
+}  // namespace
+
+TEST_CASE("lifecycle: create, write, remove while open, keep using, last close frees", "[ext2][life]") {
+  image_config c = GENERATE(from_range(all_configs()));
+  INFO(c.label());
+  tmpdir t;
+  std::string img = t.path + "/img";
+  make_image(img, c, 8192);
+  const uint64_t free_blocks = dumpe2fs_field(img, "Free blocks");
+  const uint64_t free_inodes = dumpe2fs_field(img, "Free inodes");
+  {
+    mounted m(img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* root = m.root();
+    vnode* vp = create_file(root, "victim");
+    vnode_ref(vp);  // open
+    std::string d = pattern(1500000, 21);
+    REQUIRE(vwrite(vp, 0, d) == 0);
+    REQUIRE(remove_file(root, vp, "victim") == 0);
+    vnode_attr va;
+    REQUIRE(vgetattr(vp, &va) == 0);
+    CHECK(va.va_nlink == 0);
+    // Still readable and writable through the open reference.
+    REQUIRE(vwrite(vp, static_cast<off_t>(d.size()), "tail") == 0);
+    std::string got;
+    REQUIRE(vread(vp, 0, d.size() + 4, &got) == 0);
+    CHECK((got == d + "tail"));
+    REQUIRE(vfsync(vp) == 0);
+    vnode_put(vp);
+    vnode_rele(vp);  // last close: inactive frees the inode and its blocks
+    vnode_put(root);
+    REQUIRE(m.unmount() == 0);
+  }
+  std::string out;
+  bool clean = fsck_clean(img, &out);
+  INFO(out);
+  CHECK(clean);
+  CHECK(dumpe2fs_field(img, "Free blocks") == free_blocks);
+  CHECK(dumpe2fs_field(img, "Free inodes") == free_inodes);
+}
+
+TEST_CASE("lifecycle: fill the disk with a created file, unlink it, exact free counts again", "[ext2][life][enospc]") {
+  image_config c = GENERATE(image_config{1024, 128, true, true}, image_config{4096, 256, false, false});
+  INFO(c.label());
+  tmpdir t;
+  std::string img = t.path + "/img";
+  make_image(img, c, 4096);
+  const uint64_t free_blocks = dumpe2fs_field(img, "Free blocks");
+  const uint64_t free_inodes = dumpe2fs_field(img, "Free inodes");
+  {
+    mounted m(img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* root = m.root();
+    vnode* vp = create_file(root, "big");
+    std::string chunk = pattern(1u << 20, 8);
+    uint64_t total = 0;
+    int err = 0;
+    while (!err) {
+      size_t w = 0;
+      err = vwrite(vp, static_cast<off_t>(total), chunk, 0, kctx(), &w);
+      total += w;
+    }
+    CHECK(err == ENOSPC);
+    CHECK(total > (free_blocks - free_blocks / 50) * c.block_size * 9 / 10);
+    REQUIRE(remove_file(root, vp, "big") == 0);
+    vnode_put(vp);
+    vnode_put(root);
+    REQUIRE(m.unmount() == 0);
+  }
+  std::string out;
+  bool clean = fsck_clean(img, &out);
+  INFO(out);
+  CHECK(clean);
+  CHECK(dumpe2fs_field(img, "Free blocks") == free_blocks);
+  CHECK(dumpe2fs_field(img, "Free inodes") == free_inodes);
 }

@@ -391,3 +391,50 @@ TEST_CASE("write: IO_NOCACHE and VFS_SYNC leave the data and counts on disk", "[
   REQUIRE(m.unmount() == 0);
   CHECK(fsck_clean(p.img));
 }
+
+TEST_CASE("write: IO_UNIT restores size and uio when the data cannot be written", "[ext2][rw]") {
+  populated p({4096, 256, true, true});
+  {
+    mounted m(p.img, false, 32u << 20, /*with_faults=*/true);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(p.img, "/small"));
+    dev::fault_rule r;
+    r.ops = dev::op_bit(dev::io_op::write);
+    r.limit = 1;  // the data push of the next write fails; everything after it goes through
+    m.faults()->add_rule(r);
+    size_t w = 99;
+    CHECK(vwrite(vp, 100, pattern(20000, 5), IO_UNIT | IO_SYNC, kctx(), &w) == EIO);
+    CHECK(w == 0);
+    CHECK(vsize(vp) == 100);
+    std::string got;
+    REQUIRE(vread(vp, 0, 1000, &got) == 0);
+    CHECK((got == p.small));
+    CHECK(m.faults()->counts().failed == 1);
+    vnode_put(vp);
+    (void)m.unmount();
+  }
+  p.check("/small", p.small);
+}
+
+TEST_CASE("fsync: reports an earlier failed write of the vnode", "[ext2][rw]") {
+  populated p({4096, 256, true, true});
+  std::string model = p.big;
+  {
+    mounted m(p.img, false, 32u << 20, /*with_faults=*/true);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(p.img, "/big"));
+    std::string d = pattern(50000, 6);
+    REQUIRE(vwrite(vp, 4096, d) == 0);  // delayed: nothing reaches the device yet
+    model_write(model, 4096, d);
+    dev::fault_rule r;
+    r.ops = dev::op_bit(dev::io_op::write);
+    r.limit = 1;
+    m.faults()->add_rule(r);
+    CHECK(vfsync(vp) == EIO);  // the failed push is reported...
+    CHECK(m.faults()->counts().failed == 1);
+    CHECK(vfsync(vp) == 0);    // ...once; the data stayed dirty and the retry wrote it
+    vnode_put(vp);
+    REQUIRE(m.unmount() == 0);
+  }
+  p.check("/big", model);
+}

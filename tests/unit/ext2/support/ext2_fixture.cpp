@@ -162,7 +162,8 @@ stderr_capture::~stderr_capture() {
   unlink(path_.c_str());
 }
 
-mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes) : mp_(std::make_unique<mount>()) {
+mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes, bool with_faults)
+    : mp_(std::make_unique<mount>()) {
   vnops_register_filesystems();
   int err = 0;
   dev::file_options fo;
@@ -171,7 +172,8 @@ mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes) : mp_(
   mp_->mnt_op = vfs_lookup_fs("ext2");
   REQUIRE(mp_->mnt_op != nullptr);
   mp_->mnt_from = img;
-  mp_->mnt_device = dev_.get();
+  if (with_faults) faults_ = std::make_unique<dev::faults_device>(dev_.get());
+  mp_->mnt_device = faults_ ? static_cast<dev::device*>(faults_.get()) : dev_.get();
   mount_args args;
   args.rdonly = rdonly;
   args.cache_bytes = cache_bytes;
@@ -188,6 +190,7 @@ int mounted::unmount() {
 
 mounted::~mounted() {
   if (mounted_) (void)VFS_UNMOUNT(mp_.get(), true, vfs_context::kernel());
+  faults_.reset();  // before the device below it
 }
 
 vnode* mounted::vget(uint32_t ino) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "src/dev/faults.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
 #include "vnopfs/vnops.h"
@@ -73,15 +74,19 @@ class stderr_capture {
 // A mounted image. Destruction unmounts if still mounted (tests call unmount() to check its result).
 class mounted {
  public:
-  explicit mounted(const std::string& img, bool rdonly = false, size_t cache_bytes = 32u << 20);
+  // with_faults: a faults layer (src/dev/faults.h) sits between the file device and the mount.
+  explicit mounted(const std::string& img, bool rdonly = false, size_t cache_bytes = 32u << 20,
+                   bool with_faults = false);
   ~mounted();
   int mount_error() const { return mount_err_; }
   mount* mp() { return mp_.get(); }
   int unmount();
   vnode* vget(uint32_t ino);  // +iocount; REQUIREs success
   vnode* root();
+  dev::faults_device* faults() { return faults_.get(); }
  private:
   std::unique_ptr<dev::device> dev_;
+  std::unique_ptr<dev::faults_device> faults_;
   std::unique_ptr<mount> mp_;
   int mount_err_ = 0;
   bool mounted_ = false;
