@@ -29,9 +29,13 @@ int dir_nblocks(ext2_inode_info* dp, uint64_t* nblocks) {
   return 0;
 }
 
-int write_block(BufRef bp, bool sync) {
+// A changed directory block goes out now (sync) or later; a delayed one is noted on the directory so its
+// fsync writes it (a new name is durable after fsync of its directory).
+int write_block(ext2_inode_info* dp, uint32_t pbn, BufRef bp, bool sync) {
   if (sync) return buf_bwrite(std::move(bp));
   buf_bdwrite(std::move(bp));
+  std::lock_guard g(dp->i_lock);
+  ext2_note_meta_dirty(dp, pbn);
   return 0;
 }
 
@@ -126,12 +130,13 @@ int ext2_dir_add(ext2_inode_info* dp, std::string_view name, uint32_t ino, mode_
   const uint8_t ft = ft_from_mode(uint16_t(mode));
   for (uint64_t lbn = 0; lbn < nblocks; lbn++) {
     BufRef bp;
-    TRY(ext2_dir_bread(dp, lbn, &bp));
+    uint32_t pbn;
+    TRY(ext2_dir_bread(dp, lbn, &bp, &pbn));
     uint8_t* blk = reinterpret_cast<uint8_t*>(bp.data());
     auto room = dirblock_room(blk, m->m_block_size, m->m_filetype, uint32_t(name.size()));
     if (!room) continue;
     dirblock_insert(blk, m->m_block_size, m->m_filetype, *room, name, ino, ft);
-    TRY(write_block(std::move(bp), sync));
+    TRY(write_block(dp, pbn, std::move(bp), sync));
     return dir_touch(dp);
   }
   BufRef bp;
@@ -169,7 +174,7 @@ int ext2_dir_retarget(ext2_inode_info* dp, const dir_pos& pos, uint32_t ino, mod
   dirent_view now = dirblock_at(blk, m->m_block_size, pos.slot.ent.offset, m->m_filetype);
   if (pbn != pos.pbn || now.ino == 0 || now.name != pos.slot.ent.name) return ENOENT;
   dirblock_set_ino(blk, pos.slot.ent.offset, ino, ft_from_mode(uint16_t(mode)), m->m_filetype);
-  TRY(write_block(std::move(bp), sync));
+  TRY(write_block(dp, pbn, std::move(bp), sync));
   return dir_touch(dp);
 }
 

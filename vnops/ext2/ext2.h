@@ -37,6 +37,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -167,6 +168,12 @@ struct ext2_inode_info {
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
+  // Mapped extents already known (lbn -> {pbn, length}), so VNOP_BLOCKMAP at push time answers without
+  // i_lock: a writer holding i_lock while it waits for clean buffers can never block the flusher that
+  // would clean them. Guarded by i_extent_lock (a leaf: never held across anything). Entries are added
+  // when blocks are mapped and removed (ext2_extent_forget) before blocks are freed.
+  std::mutex i_extent_lock;
+  std::map<uint64_t, std::pair<uint32_t, uint32_t>> i_extents;
 };
 
 inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
@@ -297,6 +304,8 @@ int ext2_bmap(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, bool*
 // from lbn that are all mapped contiguously (pbn != 0) or all holes (pbn == 0), at least 1.
 // [i_lock held by caller]
 int ext2_bmap_extent_locked(ext2_inode_info* ip, uint64_t lbn, uint32_t* pbn, uint64_t* span);
+// The extent cache of mapped blocks (i_extents): forget [first, last) before freeing those blocks.
+void ext2_extent_forget(ext2_inode_info* ip, uint64_t first, uint64_t last);
 // The largest logical block number + 1 the block map can address.
 uint64_t ext2_max_lblocks(const ext2_mount* m);
 

@@ -120,7 +120,6 @@ int check_plain(const rename_ctx& r, bool fdir) {
       if (!empty) return ENOTEMPTY;
     }
   }
-  if (fdir && r.cross()) TRY(check_not_ancestor(r.fip, r.tdp));
   if (fdir && r.cross() && !r.tip) {
     std::lock_guard g(r.tdp->i_lock);
     if (ext2_i_nlink(r.tdp) >= EXT2_LINK_MAX) return EMLINK;
@@ -168,10 +167,6 @@ int do_plain(const rename_ctx& r) {
 int do_exchange(const rename_ctx& r) {
   mode_t fmode = mode_of(r.fip), tmode = mode_of(r.tip);
   const bool fdir = S_ISDIR(fmode), tdir = S_ISDIR(tmode);
-  if (r.cross()) {
-    if (fdir) TRY(check_not_ancestor(r.fip, r.tdp));
-    if (tdir) TRY(check_not_ancestor(r.tip, r.fdp));
-  }
   // A parent gains a subdirectory when only one side is a directory.
   ext2_inode_info* gains = nullptr;
   ext2_inode_info* loses = nullptr;
@@ -217,6 +212,19 @@ int check_access(const rename_ctx& r, bool exchange) {
   return 0;
 }
 
+// Linux's lock_rename "trap", checked before permissions and types: moving a directory under itself is
+// EINVAL; a target that is an ancestor of the source directory is ENOTEMPTY (EINVAL for an exchange).
+int check_trap(const rename_ctx& r, bool exchange) {
+  if (!r.cross()) return 0;
+  if (S_ISDIR(mode_of(r.fip))) TRY(check_not_ancestor(r.fip, r.tdp));
+  if (r.tip && S_ISDIR(mode_of(r.tip))) {
+    int err = check_not_ancestor(r.tip, r.fdp);
+    if (err == EINVAL && !exchange) return ENOTEMPTY;
+    TRY(err);
+  }
+  return 0;
+}
+
 // Under the locks: the names still name what the caller saw.
 int revalidate(const rename_ctx& r) {
   uint32_t ino;
@@ -234,6 +242,7 @@ int rename_locked(const rename_ctx& r, uint32_t flags) {
   const bool exchange = flags & VNOP_RENAME_EXCHANGE;
   if (exchange && !r.tip) return ENOENT;
   if ((flags & VNOP_RENAME_NOREPLACE) && r.tip) return EEXIST;
+  TRY(check_trap(r, exchange));
   if (r.fip == r.tip) return 0;  // two names of one inode: nothing to do (POSIX)
   TRY(check_access(r, exchange));
   return exchange ? do_exchange(r) : do_plain(r);
