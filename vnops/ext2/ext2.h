@@ -107,6 +107,11 @@ struct ext2_mount {
   // Serializes VNOP_RENAME (and the ancestor walk of its subtree check); taken before any vnode lock:
   // m_rename_lock -> vnode locks -> i_lock. rename.cpp takes it; nothing else does. (R1)
   std::mutex m_rename_lock;
+  // Inodes freed at their last reference wait here until the directory block that named them is on disk
+  // (soft updates: no reuse before the old pointer is gone): ext2_release_pending_inodes writes the
+  // metadata, then clears their bitmap bits. Leaf lock.
+  std::mutex m_pending_lock;
+  std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
@@ -271,6 +276,10 @@ int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count);
 // near parent_group) with the group's free/dirs counts, or give one back. ENOSPC / EIO + log line.
 int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t* inop);
 int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir);
+// Writes every dirty metadata buffer (so no directory entry on disk still names a pending inode), then
+// frees the pending inodes' bitmap bits. Called by VFS_SYNC, unmount, and ialloc before it gives up.
+int ext2_release_pending_inodes(ext2_mount* m);
+size_t ext2_pending_inodes(ext2_mount* m);
 // Free blocks available to a caller (reserve excluded unless may use it).
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
 // May this caller dip into the root reserve?
