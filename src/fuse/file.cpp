@@ -94,7 +94,7 @@ int do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 int do_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   vref dvp;
@@ -159,7 +159,7 @@ int do_read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
 int write_locked(handle* h, uio* u, int ioflag, vfs_context& ctx) {
   vnode* vp = h->vp;
   off_t end = u->offset() + static_cast<off_t>(u->resid());
-  int err;
+  int err = 0;
   if (!(ioflag & IO_APPEND) && end <= h->size_hint.load(std::memory_order_relaxed)) {
     vn_shared l(vp);
     err = VNOP_WRITE(vp, u, ioflag, &ctx);
@@ -263,7 +263,7 @@ int do_lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi) {
   else return EINVAL;  // SEEK_SET/CUR/END are the kernel's own
   vfs_context ctx = make_context(req, false);
   off_t o = off;
-  int err;
+  int err = 0;
   {
     vn_shared l(h->vp);
     err = VNOP_IOCTL(h->vp, cmd, static_cast<void*>(&o), h->flags, &ctx);

@@ -26,7 +26,7 @@ int lookup_locked(vnode* dvp, const char* name, vnode** vpp, vfs_context& ctx) {
 
 int do_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   vref dvp;
@@ -140,7 +140,7 @@ int do_readlink(fuse_req_t req, fuse_ino_t ino) {
 template <class Op>
 int do_make(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   vref dvp;
@@ -195,7 +195,7 @@ int do_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
 template <class Op>
 int do_remove(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(name, &err)) return err;
   if (!std::strcmp(name, ".")) return EINVAL;
   if (!std::strcmp(name, "..")) return ENOTEMPTY;
@@ -225,7 +225,7 @@ int do_remove(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
 
 int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(newname, &err)) return err;
   vfs_context ctx = make_context(req, true);
   vref vp, tdvp;
@@ -245,7 +245,7 @@ int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
               unsigned int flags) {
   frontend& f = fe(req);
-  int err;
+  int err = 0;
   if (!name_ok(name, &err) || !name_ok(newname, &err)) return err;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;  // RENAME_WHITEOUT: not in ext2
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
