@@ -249,6 +249,29 @@ int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t*
   return ext2_corrupt(m, 0, 0, "s_free_inodes_count", "free inodes counted but none found in any bitmap");
 }
 
+size_t ext2_pending_inodes(ext2_mount* m) {
+  std::lock_guard g(m->m_pending_lock);
+  return m->m_pending_ifree.size();
+}
+
+int ext2_release_pending_inodes(ext2_mount* m) {
+  std::vector<std::pair<uint32_t, bool>> list;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    list.swap(m->m_pending_ifree);
+  }
+  if (list.empty()) return 0;
+  if (int err = buf_flushdirtyblks(m->m_devvp, MNT_WAIT)) {
+    std::lock_guard g(m->m_pending_lock);  // not known to be on disk: keep them (a leak, never a reuse)
+    m->m_pending_ifree.insert(m->m_pending_ifree.end(), list.begin(), list.end());
+    return err;
+  }
+  int first = 0;
+  for (auto [ino, dir] : list)
+    if (int err = ext2_ifree_bit(m, ino, dir); err && !first) first = err;
+  return first;
+}
+
 int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir) {
   if (ino < m->m_first_ino || ino > m->m_inodes_count)
     return ext2_corrupt(m, ino, 0, "ifree", "inode %u is reserved or out of range", ino);

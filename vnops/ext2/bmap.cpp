@@ -180,7 +180,63 @@ int alloc_path(ext2_inode_info* ip, const path& p, int flags, ext2_reservation* 
   return 0;
 }
 
+// ---- the extent cache (i_extents)
+
+constexpr size_t kMaxExtents = 4096;
+
+// A cached mapping for lbn: *pbn and the blocks (<= maxrun) mapped contiguously from it; false on a miss.
+bool extent_lookup(ext2_inode_info* ip, uint64_t lbn, uint32_t maxrun, uint32_t* pbn, uint32_t* run) {
+  std::lock_guard g(ip->i_extent_lock);
+  auto it = ip->i_extents.upper_bound(lbn);
+  if (it == ip->i_extents.begin()) return false;
+  --it;
+  const auto [start, ext] = *it;
+  if (lbn >= start + ext.second) return false;
+  *pbn = ext.first + static_cast<uint32_t>(lbn - start);
+  *run = static_cast<uint32_t>(std::min<uint64_t>(start + ext.second - lbn, maxrun));
+  return true;
+}
+
+// Remembers that [lbn, lbn + n) maps to [pbn, pbn + n), merging with the extent before it.
+void extent_note(ext2_inode_info* ip, uint64_t lbn, uint32_t pbn, uint32_t n) {
+  std::lock_guard g(ip->i_extent_lock);
+  auto& ex = ip->i_extents;
+  auto it = ex.upper_bound(lbn);
+  if (it != ex.begin()) {
+    auto prev = std::prev(it);
+    auto& [plbn, pe] = *prev;
+    if (lbn < plbn + pe.second) return;  // already known (mappings never change while cached)
+    if (plbn + pe.second == lbn && pe.first + pe.second == pbn) {
+      pe.second += n;
+      return;
+    }
+  }
+  if (ex.size() >= kMaxExtents) ex.clear();  // bounded: start over rather than grow
+  ex.emplace(lbn, std::make_pair(pbn, n));
+}
+
 }  // namespace
+
+void ext2_extent_forget(ext2_inode_info* ip, uint64_t first, uint64_t last) {
+  std::lock_guard g(ip->i_extent_lock);
+  auto& ex = ip->i_extents;
+  auto it = ex.upper_bound(first);
+  if (it != ex.begin()) --it;
+  while (it != ex.end() && it->first < last) {
+    const uint64_t s0 = it->first, e0 = s0 + it->second.second;
+    const uint32_t p0 = it->second.first;
+    if (e0 <= first) {
+      ++it;
+      continue;
+    }
+    it = ex.erase(it);
+    if (s0 < first) ex.emplace(s0, std::make_pair(p0, static_cast<uint32_t>(first - s0)));
+    if (e0 > last) {
+      ex.emplace(last, std::make_pair(p0 + static_cast<uint32_t>(last - s0), static_cast<uint32_t>(e0 - last)));
+      break;
+    }
+  }
+}
 
 uint64_t ext2_max_lblocks(const ext2_mount* m) {
   const uint64_t apb = m->m_addr_per_block;
@@ -225,7 +281,9 @@ int ext2_bmap_locked(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn
   uint64_t span;
   TRY(lookup(ip, lbn, std::max<uint32_t>(maxrun, 1), pbn, &level, &span));
   if (*pbn != 0) {
-    if (run) *run = static_cast<uint32_t>(std::min<uint64_t>(span, std::max<uint32_t>(maxrun, 1)));
+    uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(span, std::max<uint32_t>(maxrun, 1)));
+    if (run) *run = r;
+    extent_note(ip, lbn, *pbn, r);
     return 0;
   }
   if (!(flags & EXT2_BMAP_ALLOC)) return 0;
@@ -239,6 +297,7 @@ int ext2_bmap_locked(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn
   }
   TRY(alloc_path(ip, p, flags, res, pbn, &fresh));
   if (isnew) *isnew = fresh;
+  extent_note(ip, lbn, *pbn, 1);
   return 0;
 }
 
@@ -258,6 +317,11 @@ int ext2_vnop_blockmap(vnop_blockmap_args* ap) {
   uint64_t within = static_cast<uint64_t>(ap->a_foffset) % bs;
   uint32_t maxrun = static_cast<uint32_t>(std::min<uint64_t>((within + ap->a_size + bs - 1) / bs, UINT32_MAX));
   uint32_t pbn = 0, run = 1;
+  if (extent_lookup(ip, lbn, std::max(maxrun, 1u), &pbn, &run)) {  // no i_lock: see ext2_inode_info
+    if (ap->a_bpn) *ap->a_bpn = static_cast<daddr64_t>(pbn);
+    if (ap->a_run) *ap->a_run = std::min<size_t>(static_cast<size_t>(run) * bs - within, ap->a_size);
+    return 0;
+  }
   try {
     std::lock_guard g(ip->i_lock);
     if (ap->a_flags & VNODE_WRITE) {
@@ -266,10 +330,9 @@ int ext2_vnop_blockmap(vnop_blockmap_args* ap) {
       TRY(ext2_bmap_locked(ip, lbn, EXT2_BMAP_ALLOC | EXT2_BMAP_RESERVE, &pbn, std::max(maxrun, 1u), &run, nullptr));
     } else {
       uint64_t span;
-      int level;
-      (void)level;
       TRY(ext2_bmap_extent_locked(ip, lbn, &pbn, &span));
       run = static_cast<uint32_t>(std::min<uint64_t>(span, std::max(maxrun, 1u)));
+      if (pbn) extent_note(ip, lbn, pbn, run);
     }
   } catch (const std::bad_alloc&) {
     return ENOMEM;

@@ -37,6 +37,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -106,6 +107,11 @@ struct ext2_mount {
   // Serializes VNOP_RENAME (and the ancestor walk of its subtree check); taken before any vnode lock:
   // m_rename_lock -> vnode locks -> i_lock. rename.cpp takes it; nothing else does. (R1)
   std::mutex m_rename_lock;
+  // Inodes freed at their last reference wait here until the directory block that named them is on disk
+  // (soft updates: no reuse before the old pointer is gone): ext2_release_pending_inodes writes the
+  // metadata, then clears their bitmap bits. Leaf lock.
+  std::mutex m_pending_lock;
+  std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
@@ -167,6 +173,12 @@ struct ext2_inode_info {
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
+  // Mapped extents already known (lbn -> {pbn, length}), so VNOP_BLOCKMAP at push time answers without
+  // i_lock: a writer holding i_lock while it waits for clean buffers can never block the flusher that
+  // would clean them. Guarded by i_extent_lock (a leaf: never held across anything). Entries are added
+  // when blocks are mapped and removed (ext2_extent_forget) before blocks are freed.
+  std::mutex i_extent_lock;
+  std::map<uint64_t, std::pair<uint32_t, uint32_t>> i_extents;
 };
 
 inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
@@ -264,6 +276,10 @@ int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count);
 // near parent_group) with the group's free/dirs counts, or give one back. ENOSPC / EIO + log line.
 int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t* inop);
 int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir);
+// Writes every dirty metadata buffer (so no directory entry on disk still names a pending inode), then
+// frees the pending inodes' bitmap bits. Called by VFS_SYNC, unmount, and ialloc before it gives up.
+int ext2_release_pending_inodes(ext2_mount* m);
+size_t ext2_pending_inodes(ext2_mount* m);
 // Free blocks available to a caller (reserve excluded unless may use it).
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
 // May this caller dip into the root reserve?
@@ -297,6 +313,8 @@ int ext2_bmap(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, bool*
 // from lbn that are all mapped contiguously (pbn != 0) or all holes (pbn == 0), at least 1.
 // [i_lock held by caller]
 int ext2_bmap_extent_locked(ext2_inode_info* ip, uint64_t lbn, uint32_t* pbn, uint64_t* span);
+// The extent cache of mapped blocks (i_extents): forget [first, last) before freeing those blocks.
+void ext2_extent_forget(ext2_inode_info* ip, uint64_t first, uint64_t last);
 // The largest logical block number + 1 the block map can address.
 uint64_t ext2_max_lblocks(const ext2_mount* m);
 

@@ -113,7 +113,13 @@ int ext2_iget(ext2_mount* m, uint32_t ino, vnode** vpp) {
 int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid_t gid, vnode** vpp) {
   TRY(ext2_check_writable(m));
   uint32_t ino = 0;
-  TRY(ext2_ialloc_bit(m, dir ? ext2_group_of_ino(m, dir->i_ino) : 0, S_ISDIR(mode), &ino));
+  const uint32_t parent_group = dir ? ext2_group_of_ino(m, dir->i_ino) : 0;
+  int aerr = ext2_ialloc_bit(m, parent_group, S_ISDIR(mode), &ino);
+  if (aerr == ENOSPC && ext2_pending_inodes(m) > 0) {  // freed ones are waiting: release them and retry
+    TRY(ext2_release_pending_inodes(m));
+    aerr = ext2_ialloc_bit(m, parent_group, S_ISDIR(mode), &ino);
+  }
+  TRY(aerr);
   auto* ip = new (std::nothrow) ext2_inode_info;
   if (ip == nullptr) {
     (void)ext2_ifree_bit(m, ino, S_ISDIR(mode));
@@ -347,6 +353,8 @@ int ext2_xattr_block_release(ext2_inode_info* ip) {
 
 namespace {
 
+constexpr size_t kMaxPendingInodes = 256;
+
 // Frees an unlinked inode at its last reference: data dropped, blocks freed after the cleared pointers are
 // on disk, dtime set, then the bitmap bit once nothing on disk names the inode any more.
 int free_unlinked(vnode* vp, ext2_inode_info* ip) {
@@ -369,10 +377,16 @@ int free_unlinked(vnode* vp, ext2_inode_info* ip) {
     mode = ext2_i_mode(ip);
   }
   if (err) return err;  // the inode stays allocated: a leak e2fsck fixes without loss
-  // The entry that named the inode was removed by the caller of remove/rmdir/rename in a directory
-  // block; it must be on disk before the inode number can be handed out again.
-  if (buf_vnode_isdirty(m->m_devvp)) TRY(buf_flushdirtyblks(m->m_devvp, MNT_WAIT));
-  return ext2_ifree_bit(m, ip->i_ino, S_ISDIR(mode));
+  // The entry that named the inode was removed by remove/rmdir/rename in a directory block; it must be
+  // on disk before the inode number can be handed out again, so the bitmap bit is cleared later, in a
+  // batch after a metadata flush (ext2_release_pending_inodes).
+  size_t pending;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    m->m_pending_ifree.emplace_back(ip->i_ino, S_ISDIR(mode));
+    pending = m->m_pending_ifree.size();
+  }
+  return pending >= kMaxPendingInodes ? ext2_release_pending_inodes(m) : 0;
 }
 
 }  // namespace

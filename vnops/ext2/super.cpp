@@ -376,6 +376,7 @@ int ext2_sync_impl(mount* mp, int waitfor) {
   ext2_mount* m = ext2_mount_of(mp);
   if (m->m_rdonly && !m->m_mounted_rw) return 0;
   int err = for_each_vnode(mp, [&](vnode* vp) { return ext2_fsync_vnode(vp, waitfor, /*flush_device=*/false); });
+  if (int e = m->m_rdonly ? 0 : ext2_release_pending_inodes(m); e && !err) err = e;
   int e2 = m->m_rdonly ? 0 : ext2_sbupdate(m, false);
   int e3 = buf_flushdirtyblks(m->m_devvp, waitfor == MNT_WAIT ? MNT_WAIT : MNT_NOWAIT);
   int e4 = waitfor == MNT_WAIT ? ext2_dev_flush(m) : 0;
@@ -435,7 +436,7 @@ int vfs_statfs_ext2(mount* mp, struct statvfs* sbp, const vfs_context&) {
   ext2_mount* m = ext2_mount_of(mp);
   std::memset(sbp, 0, sizeof *sbp);
   int64_t bfree = m->m_free_blocks.load();
-  int64_t ifree = m->m_free_inodes.load();
+  int64_t ifree = m->m_free_inodes.load() + static_cast<int64_t>(ext2_pending_inodes(m));
   if (bfree < 0) bfree = 0;
   if (ifree < 0) ifree = 0;
   uint64_t reserved;

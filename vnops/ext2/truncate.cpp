@@ -103,6 +103,7 @@ int ext2_free_range_locked(ext2_inode_info* ip, uint64_t first, uint64_t last) {
   ext2_mount* m = ip->i_mnt;
   TRY(ext2_check_writable(m));
   if (!ext2_has_blockmap(ip) || first >= last) return 0;
+  ext2_extent_forget(ip, first, last);  // before any block can be given back
   free_ctx c{ip, first, last, {}};
   uint32_t* ib = ip->i_di.base.i_block;
   bool changed = false;

@@ -87,9 +87,14 @@ TEST_CASE("lifecycle: an allocated inode is reused only after it was freed", "[e
   vnode_put(a);
   vnode* c = nullptr;
   REQUIRE(ext2_ialloc(em, VTOI(root), S_IFREG | 0600, 0, 0, &c) == 0);
-  CHECK(c->v_id == freed);  // the lowest free inode of the group again
+  CHECK(c->v_id != freed);  // not before the metadata that named it is known to be on disk
+  REQUIRE(VFS_SYNC(m.mp(), MNT_WAIT, vfs_context::kernel()) == 0);
+  vnode* d = nullptr;
+  REQUIRE(ext2_ialloc(em, VTOI(root), S_IFREG | 0600, 0, 0, &d) == 0);
+  CHECK(d->v_id == freed);  // after a sync: the lowest free inode of the group again
   vnode_put(b);
   vnode_put(c);
+  vnode_put(d);
   vnode_put(root);
   REQUIRE(m.unmount() == 0);
   CHECK(fsck_clean(img));

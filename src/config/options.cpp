@@ -1,0 +1,330 @@
+// options.cpp: command line, -o options and the JSON config file of the vnopfs daemon.
+#include "src/config/options.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#ifndef VNOPFS_VERSION
+#define VNOPFS_VERSION "0.0"
+#endif
+
+namespace vnopfs::config {
+
+namespace {
+
+// mount(8)'s generic options that mean something to the kernel: handed to libfuse as mount flags.
+const std::set<std::string> kKernelFlags = {
+    "dev", "nodev", "suid", "nosuid", "exec", "noexec", "relatime", "norelatime", "strictatime",
+    "nostrictatime", "nodiratime", "diratime", "atime", "dirsync", "lazytime", "nolazytime", "async"};
+// mount(8)'s generic options that mean nothing to a FUSE daemon (fstab and mount.fuse3 pass them).
+const std::set<std::string> kIgnored = {"auto", "noauto", "user", "nouser", "users", "_netdev", "defaults",
+                                        "nofail", "owner", "group", "silent", "loud"};
+
+bool parse_bool_word(const std::string& v, bool* out) {
+  if (v == "1" || v == "true" || v == "yes" || v == "on") { *out = true; return true; }
+  if (v == "0" || v == "false" || v == "no" || v == "off") { *out = false; return true; }
+  return false;
+}
+
+bool parse_int(const std::string& s, long lo, long hi, long* out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  long v = std::strtol(s.c_str(), &end, 10);
+  if (errno || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_seconds(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (*end || !std::isfinite(v) || v < 0 || v > 86400) return false;
+  *out = v;
+  return true;
+}
+
+std::string bad_value(const std::string& key, const std::string& v) {
+  return "bad value for option '" + key + "': '" + v + "'";
+}
+
+// Applies key (with value, has_value says whether "=" was given). The same code serves -o and JSON.
+std::string apply_kv(options* o, const std::string& key, const std::string& v, bool has_value) {
+  auto flag = [&](bool* dst, bool set) -> std::string {
+    if (!has_value) { *dst = set; return {}; }
+    bool b;
+    if (!parse_bool_word(v, &b)) return bad_value(key, v);
+    *dst = set ? b : !b;
+    return {};
+  };
+  auto need_value = [&]() -> std::string {
+    return has_value && !v.empty() ? std::string() : "option '" + key + "' needs a value";
+  };
+  if (key == "ro") return flag(&o->rdonly, true);
+  if (key == "rw") return flag(&o->rdonly, false);
+  if (key == "sync") return flag(&o->sync, true);
+  if (key == "direct") return flag(&o->direct, true);
+  if (key == "allow_other") return flag(&o->allow_other, true);
+  if (key == "default_permissions") return flag(&o->default_permissions, true);
+  if (key == "no_default_permissions") return flag(&o->default_permissions, false);
+  if (key == "noatime") {
+    std::string e = flag(&o->noatime, true);
+    if (e.empty() && o->noatime) o->kernel_opts.push_back("noatime");
+    return e;
+  }
+  if (key == "kcache") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "none") o->kcache_mode = kcache::none;
+    else if (v == "writethrough") o->kcache_mode = kcache::writethrough;
+    else if (v == "writeback") o->kcache_mode = kcache::writeback;
+    else return bad_value(key, v) + " (none, writethrough or writeback)";
+    return {};
+  }
+  if (key == "backend") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "file") o->dev_backend = backend::file;
+    else if (v == "uring") o->dev_backend = backend::uring;
+    else return bad_value(key, v) + " (file or uring)";
+    return {};
+  }
+  if (key == "cache_size") {
+    if (auto e = need_value(); !e.empty()) return e;
+    size_t n;
+    if (!parse_size(v, &n) || n < (1u << 20)) return bad_value(key, v) + " (a size of at least 1M)";
+    o->cache_bytes = n;
+    return {};
+  }
+  if (key == "threads") {
+    if (auto e = need_value(); !e.empty()) return e;
+    long n;
+    if (!parse_int(v, 1, 256, &n)) return bad_value(key, v) + " (1 to 256)";
+    o->threads = static_cast<int>(n);
+    return {};
+  }
+  if (key == "attr_timeout") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (!parse_seconds(v, &o->attr_timeout)) return bad_value(key, v) + " (seconds)";
+    return {};
+  }
+  if (key == "stats_interval") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (!parse_seconds(v, &o->stats_interval) || o->stats_interval < 0.05) return bad_value(key, v) + " (seconds >= 0.05)";
+    return {};
+  }
+  if (key == "stats") {
+    if (auto e = need_value(); !e.empty()) return e;
+    o->stats_path = v;
+    return {};
+  }
+  if (key == "layers") {
+    // "+" separates names on -o (a comma would end the option); stored comma-separated for layer_stack.
+    std::string l = v;
+    for (auto& c : l) if (c == '+' || c == ':') c = ',';
+    o->layers = l;  // names are checked against the layer registry by the daemon
+    return {};
+  }
+  if (key == "fsname") {
+    if (auto e = need_value(); !e.empty()) return e;
+    o->fsname = v;
+    return {};
+  }
+  if (key == "log") {
+    if (auto e = need_value(); !e.empty()) return e;
+    o->log_path = v;
+    return {};
+  }
+  if (kKernelFlags.count(key) && !has_value) {
+    o->kernel_opts.push_back(key);
+    return {};
+  }
+  if (kIgnored.count(key) && !has_value) return {};
+  if (key == "remount")
+    return "option 'remount' is not supported: unmount and mount again (the image is locked by the running daemon)";
+  return "unknown option '" + key + (has_value ? "=" + v : std::string()) + "'";
+}
+
+// Splits "a,b=c,d" honouring backslash escapes ("\," is a comma inside a value).
+std::vector<std::string> split_opts(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 1 < s.size()) { cur += s[++i]; continue; }
+    if (s[i] == ',') { out.push_back(cur); cur.clear(); continue; }
+    cur += s[i];
+  }
+  out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+bool parse_size(const std::string& s, size_t* out) {
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno) return false;
+  std::string unit(end);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "IB") unit.resize(unit.size() - 2);
+  else if (unit.size() == 2 && unit[1] == 'B') unit.resize(1);
+  else if (unit == "B") unit.clear();
+  unsigned shift = 0;
+  if (unit.empty()) shift = 0;
+  else if (unit == "K") shift = 10;
+  else if (unit == "M") shift = 20;
+  else if (unit == "G") shift = 30;
+  else if (unit == "T") shift = 40;
+  else return false;
+  if (shift && v > (~0ull >> shift)) return false;
+  *out = static_cast<size_t>(v << shift);
+  return true;
+}
+
+const char* kcache_name(kcache k) {
+  switch (k) {
+    case kcache::none: return "none";
+    case kcache::writethrough: return "writethrough";
+    case kcache::writeback: return "writeback";
+  }
+  return "?";
+}
+const char* backend_name(backend b) { return b == backend::file ? "file" : "uring"; }
+
+std::string apply_option(options* o, const std::string& opt) {
+  if (opt.empty()) return {};
+  auto eq = opt.find('=');
+  if (eq == std::string::npos) return apply_kv(o, opt, {}, false);
+  return apply_kv(o, opt.substr(0, eq), opt.substr(eq + 1), true);
+}
+
+std::string apply_config_file(options* o, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "config '" + path + "': " + std::strerror(errno);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    return "config '" + path + "': not valid JSON: " + e.what();
+  }
+  if (!j.is_object()) return "config '" + path + "': the top level must be an object of options";
+  o->config_path = path;
+  for (auto& [key, val] : j.items()) {
+    if (key == "config") return "config '" + path + "': key 'config' cannot nest";
+    std::string v;
+    bool has_value = true;
+    if (val.is_boolean()) {
+      v = val.get<bool>() ? "true" : "false";
+    } else if (val.is_number_integer()) {
+      v = std::to_string(val.get<long long>());
+    } else if (val.is_number()) {
+      std::ostringstream ss;
+      ss << val.get<double>();
+      v = ss.str();
+    } else if (val.is_string()) {
+      v = val.get<std::string>();
+    } else {
+      return "config '" + path + "': bad value for key '" + key + "': " + val.dump();
+    }
+    // Kernel flags and ignored words take no value on -o; in JSON they are booleans: true applies them.
+    if ((kKernelFlags.count(key) || kIgnored.count(key) || key == "ro" || key == "rw") && val.is_boolean()) {
+      if (!val.get<bool>()) continue;
+      has_value = false;
+    }
+    std::string err = apply_kv(o, key, v, has_value);
+    if (!err.empty()) {
+      if (err.rfind("unknown option", 0) == 0) return "config '" + path + "': unknown key '" + key + "'";
+      return "config '" + path + "': " + err;
+    }
+  }
+  return {};
+}
+
+std::string usage() {
+  return
+      "usage: vnopfs IMAGE MOUNTPOINT [-o opt[,opt...]] [-f] [-d] [--help] [--version]\n"
+      "\n"
+      "Serves the ext2 image IMAGE at MOUNTPOINT through FUSE.\n"
+      "\n"
+      "  -f                     stay in the foreground\n"
+      "  -d                     print every FUSE request (implies -f)\n"
+      "  -o ro | rw             read-only or read-write (rw)\n"
+      "  -o kcache=MODE         kernel caching: none | writethrough (default) | writeback\n"
+      "  -o cache_size=SIZE     buffer cache size, with K/M/G (256M)\n"
+      "  -o backend=file|uring  device backend (file)\n"
+      "  -o direct              O_DIRECT on the image file\n"
+      "  -o sync                every write is synchronous (IO_SYNC)\n"
+      "  -o allow_other         let other users in (needs user_allow_other for non-root)\n"
+      "  -o default_permissions kernel permission checks (on by default; no_default_permissions turns off)\n"
+      "  -o threads=N           FUSE worker threads (10)\n"
+      "  -o attr_timeout=SECS   kernel attribute and entry cache time (1)\n"
+      "  -o stats=PATH          live statistics as JSON, written every stats_interval seconds (1) and at exit;\n"
+      "                         read them with vnopfs-stat MOUNTPOINT\n"
+      "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats\n"
+      "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
+      "  -o log=PATH            the daemon's log once in the background (/dev/null)\n"
+      "  -o config=FILE.json    the same keys as a JSON object; -o options win\n"
+      "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, dev,\n"
+      "  nodev, suid, nosuid, exec, noexec, auto, noauto, user, nouser, _netdev, defaults\n"
+      "\n"
+      "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT as root).\n";
+}
+
+int parse_command_line(int argc, char** argv, options* o) {
+  std::vector<std::string> positional;
+  std::vector<std::string> opts;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") { std::fputs(usage().c_str(), stdout); return -1; }
+    if (a == "--version" || a == "-V") { std::printf("vnopfs %s\n", VNOPFS_VERSION); return -1; }
+    if (a == "-f") { o->foreground = true; continue; }
+    if (a == "-d" || a == "--debug") { o->debug = true; o->foreground = true; continue; }
+    if (a == "-s") continue;  // single-threaded in libfuse's helpers; we always run multi-threaded
+    if (a == "-o") {
+      if (i + 1 >= argc) { std::fprintf(stderr, "vnopfs: -o needs an argument\n"); return 1; }
+      for (auto& s : split_opts(argv[++i])) opts.push_back(s);
+      continue;
+    }
+    if (a.rfind("-o", 0) == 0 && a.size() > 2) {
+      for (auto& s : split_opts(a.substr(2))) opts.push_back(s);
+      continue;
+    }
+    if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "vnopfs: unknown argument '%s' (see vnopfs --help)\n", a.c_str());
+      return 1;
+    }
+    positional.push_back(a);
+  }
+  if (positional.size() != 2) {
+    std::fprintf(stderr, "vnopfs: expected IMAGE and MOUNTPOINT (see vnopfs --help)\n");
+    return 1;
+  }
+  o->image = positional[0];
+  o->mountpoint = positional[1];
+  // config= first, so every other -o option wins over the file.
+  for (auto& s : opts) {
+    if (s.rfind("config=", 0) != 0) continue;
+    std::string path = s.substr(7);
+    if (path.empty()) { std::fprintf(stderr, "vnopfs: option 'config' needs a value\n"); return 1; }
+    std::string err = apply_config_file(o, path);
+    if (!err.empty()) { std::fprintf(stderr, "vnopfs: %s\n", err.c_str()); return 1; }
+  }
+  for (auto& s : opts) {
+    if (s.rfind("config=", 0) == 0) continue;
+    std::string err = apply_option(o, s);
+    if (!err.empty()) { std::fprintf(stderr, "vnopfs: %s\n", err.c_str()); return 1; }
+  }
+  return 0;
+}
+
+}  // namespace vnopfs::config

@@ -1,0 +1,68 @@
+// options.h: the vnopfs daemon's configuration: command line, -o options and the JSON config file.
+//
+// One struct, filled in this order: defaults, then config=FILE.json (if named), then every -o option in
+// command-line order (so -o wins over the file). Every unknown option or key and every bad value is an
+// error whose message names it; nothing is touched before parsing has fully succeeded.
+// No FUSE header here: the frontend turns `kernel_opts` into libfuse's mount options itself.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace vnopfs::config {
+
+// How much the kernel caches (see docs/fuse.md):
+//   none          direct_io on every open: every read and write reaches the VNOPs; no shared mmap (ENODEV)
+//   writethrough  the page cache serves reads and mmap; every write() reaches VNOP_WRITE before it returns
+//   writeback     FUSE writeback cache: the kernel buffers writes, owns O_APPEND and mtime/ctime
+enum class kcache { none, writethrough, writeback };
+enum class backend { file, uring };
+
+struct options {
+  std::string image;        // absolute (realpath) once validated
+  std::string mountpoint;   // absolute (realpath) once validated
+  bool foreground = false;  // -f
+  bool debug = false;       // -d (libfuse's request trace; implies -f)
+
+  bool rdonly = false;
+  kcache kcache_mode = kcache::writethrough;
+  size_t cache_bytes = 256u << 20;
+  backend dev_backend = backend::file;
+  bool direct = false;          // O_DIRECT on the backing file
+  bool sync = false;            // every write IO_SYNC
+  bool allow_other = false;
+  bool default_permissions = true;
+  bool noatime = false;
+  int threads = 10;             // FUSE worker threads (max_threads)
+  double attr_timeout = 1.0;    // seconds the kernel may cache attributes and entries
+  std::string stats_path;       // live stats JSON (empty: none)
+  std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
+  double stats_interval = 1.0;  // seconds between stats dumps
+  std::string fsname;           // df's source column; default: the image path
+  std::string log_path;         // where the daemon's log goes once it is in the background
+  std::string config_path;      // the JSON file read (for messages)
+  // Mount flags handed to the kernel through libfuse (nosuid, nodev, noexec, relatime, ...).
+  std::vector<std::string> kernel_opts;
+};
+
+// Parses argv. On success returns 0 and fills *o; on --help/--version prints and returns -1 (exit 0);
+// on error prints one line "vnopfs: ..." to stderr and returns 1. Does not look at the image or mountpoint.
+int parse_command_line(int argc, char** argv, options* o);
+
+// Applies one "key" or "key=value" option (from -o). Returns an empty string or the error message.
+std::string apply_option(options* o, const std::string& opt);
+
+// Reads FILE.json (an object of the same keys as -o) into *o. Returns an empty string or the error.
+std::string apply_config_file(options* o, const std::string& path);
+
+// "64M" -> 67108864; K/M/G/T (powers of 1024), optional trailing "B"/"iB". false on a bad value.
+bool parse_size(const std::string& s, size_t* out);
+
+const char* kcache_name(kcache k);
+const char* backend_name(backend b);
+
+// The usage text of --help.
+std::string usage();
+
+}  // namespace vnopfs::config

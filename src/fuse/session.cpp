@@ -1,0 +1,169 @@
+// session.cpp: the ops table, init (capabilities) and the helpers every handler uses.
+#include <sys/stat.h>
+
+#include <cstring>
+#include <vector>
+
+#include "src/fuse/frontend.h"
+
+namespace vnopfs::fuse {
+
+frontend& fe(fuse_req_t req) { return *static_cast<frontend*>(fuse_req_userdata(req)); }
+
+vfs_context make_context(fuse_req_t req, bool with_groups) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  vfs_context ctx;
+  ctx.uid = c->uid;
+  ctx.gid = c->gid;
+  ctx.pid = c->pid;
+  ctx.umask = c->umask;
+  if (with_groups && c->uid != 0) {
+    // fuse_req_getgroups reads /proc/PID/task/TID/status: a few syscalls, so only where permissions matter.
+    gid_t small[64];
+    int n = fuse_req_getgroups(req, 64, small);
+    if (n > 64) {
+      std::vector<gid_t> big(static_cast<size_t>(n));
+      n = fuse_req_getgroups(req, n, big.data());
+      if (n > 0) ctx.groups.assign(big.begin(), big.begin() + std::min<size_t>(static_cast<size_t>(n), big.size()));
+    } else if (n > 0) {
+      ctx.groups.assign(small, small + n);
+    }
+  }
+  return ctx;
+}
+
+void vattr_to_stat(const vnode_attr& va, struct stat* st) {
+  std::memset(st, 0, sizeof *st);
+  st->st_ino = va.va_fileid;
+  st->st_mode = va.va_mode;
+  st->st_nlink = va.va_nlink;
+  st->st_uid = va.va_uid;
+  st->st_gid = va.va_gid;
+  st->st_rdev = va.va_rdev;
+  st->st_size = va.va_size;
+  st->st_blksize = va.va_blksize ? va.va_blksize : 4096;
+  st->st_blocks = static_cast<blkcnt_t>(va.va_blocks);
+  st->st_atim = va.va_atime;
+  st->st_mtim = va.va_mtime;
+  st->st_ctim = va.va_ctime;
+}
+
+int vn_stat(vnode* vp, const vfs_context& ctx, struct stat* st, uint32_t* gen) {
+  vnode_attr va;
+  TRY(VNOP_GETATTR(vp, &va, const_cast<vfs_context*>(&ctx)));
+  vattr_to_stat(va, st);
+  if (gen) *gen = va.va_gen;
+  return 0;
+}
+
+int make_entry(fuse_req_t req, vnode* vp, const vfs_context& ctx, fuse_entry_param* e) {
+  frontend& f = fe(req);
+  std::memset(e, 0, sizeof *e);
+  uint32_t gen = 0;
+  TRY(vn_stat(vp, ctx, &e->attr, &gen));
+  e->ino = f.inodes->to_fuse(vp->v_id);
+  e->generation = gen;
+  e->attr_timeout = f.attr_timeout;
+  e->entry_timeout = f.entry_timeout;
+  f.inodes->add_lookup(vp);
+  return 0;
+}
+
+void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
+  frontend& f = fe(req);
+  if (fuse_reply_entry(req, &e) != 0 && e.ino != 0) f.inodes->forget(e.ino, 1);
+}
+
+bool name_ok(const char* name, int* err) {
+  size_t n = std::strlen(name);
+  if (n == 0) { *err = ENOENT; return false; }
+  if (n > 255) { *err = ENAMETOOLONG; return false; }
+  return true;
+}
+
+namespace {
+
+void ll_init(void* userdata, fuse_conn_info* conn) {
+  auto* f = static_cast<frontend*>(userdata);
+  const config::options& o = *f->opts;
+  // 1 MiB writes (libfuse derives max_pages from it); reads as large.
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  auto want = [&](unsigned cap) { if (conn->capable & cap) conn->want |= cap; };
+  auto unwant = [&](unsigned cap) { conn->want &= ~cap; };
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);     // open(O_TRUNC) truncates in VNOP order, no separate SETATTR
+  want(FUSE_CAP_EXPORT_SUPPORT);     // lookups of "." and ".." for forgotten inodes (file handles)
+  want(FUSE_CAP_PARALLEL_DIROPS);    // lookups/readdirs of one directory in parallel: the vnode lock orders
+  want(FUSE_CAP_CACHE_SYMLINKS);     // a symlink's target never changes
+  want(FUSE_CAP_AUTO_INVAL_DATA);
+  // Splice buys nothing here: every byte is copied into the buffer cache anyway, and memory buffers map
+  // straight to iovecs. Killpriv stays the kernel's: it clears suid/sgid with a SETATTR (see setattr).
+  unwant(FUSE_CAP_SPLICE_READ);
+  unwant(FUSE_CAP_SPLICE_WRITE);
+  unwant(FUSE_CAP_SPLICE_MOVE);
+  unwant(FUSE_CAP_HANDLE_KILLPRIV);
+  unwant(FUSE_CAP_POSIX_ACL);
+  if (o.kcache_mode == config::kcache::writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    f->writeback = true;
+  } else {
+    unwant(FUSE_CAP_WRITEBACK_CACHE);
+    f->writeback = false;
+  }
+  conn->time_gran = f->time_gran;
+}
+
+void ll_destroy(void*) {
+  // The daemon unmounts the filesystem (VFS_UNMOUNT) after the session loop has returned: see main.cpp.
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = ll_init;
+  ops.destroy = ll_destroy;
+  ops.lookup = ll_lookup;
+  ops.forget = ll_forget;
+  ops.forget_multi = ll_forget_multi;
+  ops.getattr = ll_getattr;
+  ops.setattr = ll_setattr;
+  ops.readlink = ll_readlink;
+  ops.mknod = ll_mknod;
+  ops.mkdir = ll_mkdir;
+  ops.unlink = ll_unlink;
+  ops.rmdir = ll_rmdir;
+  ops.symlink = ll_symlink;
+  ops.rename = ll_rename;
+  ops.link = ll_link;
+  ops.open = ll_open;
+  ops.create = ll_create;
+  ops.read = ll_read;
+  ops.write = ll_write;
+  ops.write_buf = ll_write_buf;
+  ops.flush = ll_flush;
+  ops.release = ll_release;
+  ops.fsync = ll_fsync;
+  ops.opendir = ll_opendir;
+  ops.readdir = ll_readdir;
+  ops.readdirplus = ll_readdirplus;
+  ops.releasedir = ll_releasedir;
+  ops.fsyncdir = ll_fsyncdir;
+  ops.statfs = ll_statfs;
+  ops.setxattr = ll_setxattr;
+  ops.getxattr = ll_getxattr;
+  ops.listxattr = ll_listxattr;
+  ops.removexattr = ll_removexattr;
+  ops.access = ll_access;
+  ops.fallocate = ll_fallocate;
+  ops.lseek = ll_lseek;
+  ops.copy_file_range = ll_copy_file_range;
+  return ops;
+}();
+
+}  // namespace
+
+const fuse_lowlevel_ops* lowlevel_ops() { return &kOps; }
+
+}  // namespace vnopfs::fuse

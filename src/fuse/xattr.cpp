@@ -1,0 +1,107 @@
+// xattr.cpp: extended attributes. getxattr/listxattr with size 0 ask for the size only (a_uio nullptr,
+// *a_size gets it); otherwise the value is read into a buffer of the size the caller offered and ERANGE
+// comes back from the filesystem if it is too small. Locks: get/list shared, set/remove exclusive.
+#include <sys/xattr.h>
+
+#include <cstring>
+#include <memory>
+
+#include "src/fuse/frontend.h"
+
+namespace vnopfs::fuse {
+
+namespace {
+
+// POSIX ACLs are not implemented (no FUSE_CAP_POSIX_ACL: the kernel would not enforce a stored ACL, while
+// the kernel's ext2 reading the image back would). So the ACL names are refused like on a filesystem
+// mounted noacl: set/remove EOPNOTSUPP, get ENODATA; cp -a and friends fall back to the mode bits.
+bool is_acl_name(const char* name) { return std::strncmp(name, "system.posix_acl_", 17) == 0; }
+
+int do_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  frontend& f = fe(req);
+  if (std::strlen(name) > 255) return ERANGE;
+  if (is_acl_name(name)) return EOPNOTSUPP;
+  vfs_context ctx = make_context(req, true);
+  vref vp;
+  TRY(f.inodes->get(ino, vp.out()));
+  int opts = 0;
+  if (flags & XATTR_CREATE) opts |= XATTR_OPT_CREATE;
+  if (flags & XATTR_REPLACE) opts |= XATTR_OPT_REPLACE;
+  uio u(const_cast<char*>(value), size, 0, UIO_WRITE, UIO_USERSPACE);
+  {
+    vn_exclusive l(vp.get());
+    TRY(VNOP_SETXATTR(vp.get(), name, &u, opts, &ctx));
+  }
+  fuse_reply_err(req, 0);
+  return 0;
+}
+
+template <class Get>
+int get_value(fuse_req_t req, size_t size, Get get) {
+  if (size == 0) {
+    size_t need = 0;
+    TRY(get(nullptr, &need));
+    fuse_reply_xattr(req, need);
+    return 0;
+  }
+  std::unique_ptr<char[]> buf(new char[size]);
+  uio u(buf.get(), size, 0, UIO_READ, UIO_USERSPACE);
+  size_t got = 0;
+  TRY(get(&u, &got));
+  fuse_reply_buf(req, buf.get(), size - u.resid());
+  return 0;
+}
+
+int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  frontend& f = fe(req);
+  if (is_acl_name(name)) return ENODATA;
+  vfs_context ctx = make_context(req, true);
+  vref vp;
+  TRY(f.inodes->get(ino, vp.out()));
+  return get_value(req, size, [&](uio* u, size_t* sz) {
+    vn_shared l(vp.get());
+    return VNOP_GETXATTR(vp.get(), name, u, sz, 0, &ctx);
+  });
+}
+
+int do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  frontend& f = fe(req);
+  vfs_context ctx = make_context(req, true);
+  vref vp;
+  TRY(f.inodes->get(ino, vp.out()));
+  return get_value(req, size, [&](uio* u, size_t* sz) {
+    vn_shared l(vp.get());
+    return VNOP_LISTXATTR(vp.get(), u, sz, 0, &ctx);
+  });
+}
+
+int do_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  frontend& f = fe(req);
+  if (is_acl_name(name)) return EOPNOTSUPP;
+  vfs_context ctx = make_context(req, true);
+  vref vp;
+  TRY(f.inodes->get(ino, vp.out()));
+  {
+    vn_exclusive l(vp.get());
+    TRY(VNOP_REMOVEXATTR(vp.get(), name, 0, &ctx));
+  }
+  fuse_reply_err(req, 0);
+  return 0;
+}
+
+}  // namespace
+
+void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  run(req, [&] { return do_setxattr(req, ino, name, value, size, flags); });
+}
+void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  run(req, [&] { return do_getxattr(req, ino, name, size); });
+}
+void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  run(req, [&] { return do_listxattr(req, ino, size); });
+}
+void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  run(req, [&] { return do_removexattr(req, ino, name); });
+}
+
+}  // namespace vnopfs::fuse
