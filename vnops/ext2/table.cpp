@@ -5,7 +5,7 @@
 //                   allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE),
 //                   inactive, reclaim.
 //   ext2-namespace: the section marked below (lookup, create, mknod, mkdir, rmdir, remove, link, symlink,
-//                   readlink, readdir, rename, xattrs) as it lands.
+//                   readlink, readdir, rename, getxattr/setxattr/listxattr/removexattr).
 // open/close are nop (ext2 keeps no per-open state).
 //
 // Locking for callers (the FUSE frontend), per vnop.def, plus ext2's rule for VNOP_WRITE (see ext2.h):
