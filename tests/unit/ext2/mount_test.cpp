@@ -72,7 +72,7 @@ struct bad_image {
 };
 
 const bad_image kBad[] = {
-    {"bad magic", 4096, "raw 1080 \\x34\\x12", EINVAL, "s_magic"},
+    {"bad magic", 4096, "raw 1080 \\064\\022", EINVAL, "s_magic: 0x1234"},
     {"future revision", 4096, "ssv rev_level 2", EINVAL, "s_rev_level"},
     {"block size 128 KiB", 4096, "ssv log_block_size 7", EINVAL, "s_log_block_size"},
     {"inode count", 4096, "ssv inodes_count 12345", EINVAL, "s_inodes_count"},

@@ -188,7 +188,7 @@ TEST_CASE("corruption: an indirect entry outside the filesystem", "[ext2][corrup
   make_image(img, {1024, 128, true, true}, 8192, d);
   uint64_t ind = std::stoull(sh("debugfs -R 'stat /f' " + quote(img) + " 2>/dev/null | grep -o '(IND):[0-9]*' | cut -d: -f2"));
   // Entry 5 of the indirect block = logical block 17 -> a block number past the device.
-  sh("printf '\\xff\\xff\\xff\\x0f' | dd of=" + quote(img) + " bs=1 seek=" + std::to_string(ind * 1024 + 20) +
+  sh("printf '\\377\\377\\377\\017' | dd of=" + quote(img) + " bs=1 seek=" + std::to_string(ind * 1024 + 20) +
      " conv=notrunc status=none");
   mounted m(img);
   REQUIRE(m.mount_error() == 0);
