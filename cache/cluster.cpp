@@ -65,7 +65,8 @@ static void push_range(bufcache* c, vnode* vp, daddr64_t start, daddr64_t end) {
       write_run(c, vp, run.data(), run.size());
       run.clear();
       g.lock();
-      if (bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY)) take = true;
+      bp = lb < end ? incore_locked(c, vp, lb) : nullptr;  // the lock was dropped: look the block up again
+      take = bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY);
     }
     if (take) {
       bbusy_locked(c, bp);

@@ -193,7 +193,10 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
       }
       continue;  // look at it again
     }
-    if (!run.empty() && (run.back()->b_lblkno + 1 != bp->b_lblkno || run.size() >= c->max_io_blocks)) flush_run();
+    if (!run.empty() && (run.back()->b_lblkno + 1 != bp->b_lblkno || run.size() >= c->max_io_blocks)) {
+      flush_run();  // the lock was dropped: bp may be busy, written or reused by now
+      continue;     // look at it again
+    }
     bbusy_locked(c, bp);
     markclean_locked(c, bp);
     run.push_back(bp);

@@ -8,9 +8,11 @@
 // sync and at unmount.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -235,7 +237,11 @@ int check_group(mount* mp, ext2_mount* m, uint32_t g) {
     return refuse(mp, EINVAL, field, "free blocks %u, free inodes %u, dirs %u beyond the group", d.bg_free_blocks_count,
                   d.bg_free_inodes_count, d.bg_used_dirs_count);
   }
-  if (d.bg_flags != 0 && !(m->m_sb.s_feature_ro_compat & EXT4_FEATURE_RO_COMPAT_GDT_CSUM)) {
+  // INODE_UNINIT (0x1) and BLOCK_UNINIT (0x2) would mean "trust the checksummed descriptor, not the bitmap":
+  // meaningless without uninit_bg, so refused. INODE_ZEROED (0x4) is only a hint (mke2fs sets it after a
+  // discard) and changes nothing for ext2: accepted, as the kernel does.
+  constexpr uint16_t kUninitFlags = 0x1 | 0x2;
+  if ((d.bg_flags & kUninitFlags) && !(m->m_sb.s_feature_ro_compat & EXT4_FEATURE_RO_COMPAT_GDT_CSUM)) {
     std::snprintf(field, sizeof field, "group %u bg_flags", g);
     return refuse(mp, EINVAL, field, "0x%x (uninit flags without uninit_bg)", d.bg_flags);
   }
@@ -302,17 +308,35 @@ void free_mount(mount* mp, ext2_mount* m) {
   mp->mnt_devvp = nullptr;
 }
 
+// Reads the primary superblock before the cache exists. The read covers [0, 2048) rounded up to the device's
+// sector size, into sector-aligned memory, so an O_DIRECT device (4 KiB sectors) can serve it too.
+static int read_super(dev::device& d, ext2_super_block* sb) {
+  const size_t sector = std::max<size_t>(d.sector_size(), 512);
+  const size_t len = (EXT2_SUPER_OFFSET + sizeof *sb + sector - 1) / sector * sector;
+  void* mem = std::aligned_alloc(std::max<size_t>(sector, 4096), (len + 4095) / 4096 * 4096);
+  if (mem == nullptr) return ENOMEM;
+  int err = dev::dev_sync_io(d, dev::io_op::read, 0, mem, len);
+  if (!err) std::memcpy(sb, static_cast<char*>(mem) + EXT2_SUPER_OFFSET, sizeof *sb);
+  std::free(mem);
+  return err;
+}
+
 int ext2_mount_impl(mount* mp, const mount_args& args) {
   if (mp->mnt_device == nullptr) return refuse(mp, EINVAL, "device", "none given");
   auto* m = new ext2_mount;
   m->m_mp = mp;
-  if (int err = dev::dev_sync_io(*mp->mnt_device, dev::io_op::read, EXT2_SUPER_OFFSET, &m->m_sb, sizeof m->m_sb)) {
+  if (int err = read_super(*mp->mnt_device, &m->m_sb)) {
     delete m;
     return refuse(mp, err, "superblock", "read failed (errno %d)", err);
   }
   bool force_ro = false;
   int err = check_geometry(mp, m, mp->mnt_device->size());
   if (!err) err = check_features(mp, m, &force_ro);
+  // Every cache I/O is one or more whole blocks: a device that only moves whole sectors (O_DIRECT) must have
+  // sectors no larger than a block.
+  if (!err && m->m_block_size < mp->mnt_device->sector_size())
+    err = refuse(mp, EINVAL, "s_log_block_size", "block size %u is smaller than the device's sector size %u "
+                 "(O_DIRECT needs blocks of at least one sector)", m->m_block_size, mp->mnt_device->sector_size());
   if (err) {
     delete m;
     return err;

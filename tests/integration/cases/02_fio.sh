@@ -13,6 +13,7 @@ directory=$1
 ioengine=psync
 verify=crc32c
 verify_fatal=1
+verify_state_save=0
 do_verify=1
 randrepeat=1
 randseed=4242
@@ -56,12 +57,12 @@ for backend in file uring; do
     mount_vnopfs -o kcache=$kc,backend=$backend
     mkdir -p "$d"
     jobfile "$d" >"$T/job.fio"
-    fio --output="$T/fio.out" "$T/job.fio" || { tail -30 "$T/fio.out"; fail "fio write+verify failed ($backend, $kc)"; }
+    (cd "$T" && fio --output="$T/fio.out" "$T/job.fio") || { tail -30 "$T/fio.out"; fail "fio write+verify failed ($backend, $kc)"; }
     grep -q "err= 0" "$T/fio.out" || { tail -30 "$T/fio.out"; fail "fio reported errors ($backend, $kc)"; }
     unmount_vnopfs
     check_image
     mount_vnopfs -o kcache=$kc,backend=$backend
-    fio --output="$T/fio.verify" --verify_only "$T/job.fio" || { tail -30 "$T/fio.verify"; fail "fio verify after remount failed ($backend, $kc)"; }
+    (cd "$T" && fio --output="$T/fio.verify" --verify_only "$T/job.fio") || { tail -30 "$T/fio.verify"; fail "fio verify after remount failed ($backend, $kc)"; }
     log "ok: fio $backend $kc"
     [ "$backend-$kc" = uring-writeback ] || unmount_vnopfs
   done

@@ -26,7 +26,9 @@ try:
         data = b""
         for _ in range(rng.randrange(1, 6)):
             chunk = rng.randbytes(rng.choice([100, 4096, 65536, 300000]))
-            os.write(fd, chunk); data += chunk
+            n = os.write(fd, chunk); data += chunk[:n]  # a full disk gives a short write, not an error
+            if n < len(chunk):
+                raise OSError(28, "short write (%d of %d bytes)" % (n, len(chunk)))
             if rng.random() < 0.5:
                 os.fsync(fd)
                 led.write("%s %d %s\n" % (name, len(data), hashlib.sha256(data).hexdigest()))
