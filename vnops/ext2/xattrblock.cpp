@@ -47,6 +47,12 @@ constexpr prefix kPrefixes[] = {
     {EXT2_XATTR_INDEX_SYSTEM, "system.", false},  // after the whole-name system.* ones
 };
 
+bool whole_name_index(uint8_t index) {
+  for (const prefix& p : kPrefixes)
+    if (p.index == index) return p.whole;
+  return false;
+}
+
 bool fault(xattr_fault* f, uint32_t off, const char* field, uint64_t value) {
   if (f) *f = {off, field, value};
   return false;
@@ -65,7 +71,9 @@ bool decode_entries(const uint8_t* base, uint32_t len, uint32_t first, uint32_t 
     const uint8_t* e = base + off;
     uint8_t name_len = e[0], index = e[1];
     uint32_t voffs = get16(e + 2), inum = get32(e + 4), vsize = get32(e + 8);
-    if (name_len == 0) return fault(f, off, "e_name_len", 0);
+    // An empty name is how the whole-name indexes are stored (system.posix_acl_access is index 2 with
+    // name ""); for a prefix index it would name "user." itself, which Linux never writes.
+    if (name_len == 0 && !whole_name_index(index)) return fault(f, off, "e_name_len", 0);
     if (ext2_xattr_len(name_len) > len - off) return fault(f, off, "e_name_len", name_len);
     if (inum != 0) return fault(f, off, "e_value_inum", inum);
     xattr_item item{index, std::string(reinterpret_cast<const char*>(e + kEntryLen), name_len), {}};
@@ -190,7 +198,7 @@ uint32_t encode_entries(uint8_t* base, uint32_t len, uint32_t first, uint32_t va
 
 bool names_ok(const std::vector<xattr_item>& items) {
   for (const xattr_item& it : items) {
-    if (it.name.empty() || it.name.size() > 255) return false;
+    if ((it.name.empty() && !whole_name_index(it.index)) || it.name.size() > 255) return false;
   }
   return true;
 }

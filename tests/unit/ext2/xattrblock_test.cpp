@@ -49,7 +49,8 @@ TEST_CASE("encode then decode is the identity, sorted the kernel's way", "[xattr
     std::vector<xattr_item> items;
     for (int i = 0, n = int(rng() % 12); i < n; i++) {
       uint8_t idx = std::array<uint8_t, 4>{1, 4, 6, 2}[rng() % 4];
-      std::string name = idx == 2 ? "a" : std::string(1 + rng() % 20, char('a' + rng() % 26));
+      // index 2 (system.posix_acl_access) is stored with an empty name, as the kernel stores it
+      std::string name = idx == 2 ? "" : std::string(1 + rng() % 20, char('a' + rng() % 26));
       bool dup = false;
       for (auto& it : items) dup |= it.index == idx && it.name == name;
       if (!dup) items.push_back({idx, name, std::string(rng() % 100, char(rng()))});
