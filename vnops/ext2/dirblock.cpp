@@ -12,39 +12,19 @@ namespace vnopfs::ext2 {
 
 namespace {
 
-uint16_t get16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
-  return v;
-}
-uint32_t get32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
-  return v;
-}
-void put16(uint8_t* p, uint16_t v) {
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
-  std::memcpy(p, &v, 2);
-}
-void put32(uint8_t* p, uint32_t v) {
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
-  std::memcpy(p, &v, 4);
-}
 
 // rec_len is 16 bits on disk: a 64 KiB block's single record is 65535 (format.h's helpers).
 uint32_t reclen_from_disk(uint16_t raw, uint32_t block_size) { return ext2_rec_len_from_disk(raw, block_size); }
 uint16_t reclen_to_disk(uint32_t len) { return ext2_rec_len_to_disk(len, 0); }
 
 void put_header(uint8_t* rec, uint32_t ino, uint32_t rec_len, uint32_t name_len, uint8_t ft, bool filetype) {
-  put32(rec, ino);
-  put16(rec + 4, reclen_to_disk(rec_len));
+  le_put32(rec, ino);
+  le_put16(rec + 4, reclen_to_disk(rec_len));
   rec[6] = uint8_t(name_len);
   rec[7] = filetype ? ft : 0;  // without filetype this is the high byte of a 16-bit name_len: keep it 0
 }
 
-void set_reclen(uint8_t* rec, uint32_t rec_len) { put16(rec + 4, reclen_to_disk(rec_len)); }
+void set_reclen(uint8_t* rec, uint32_t rec_len) { le_put16(rec + 4, reclen_to_disk(rec_len)); }
 
 bool fault(dirblock_fault* f, uint32_t off, const char* field, uint64_t value) {
   if (f) *f = {off, field, value};
@@ -78,8 +58,8 @@ bool dirblock_check(const uint8_t* blk, const dirblock_geom& g, dirblock_fault* 
   while (off < g.block_size) {
     if (g.block_size - off < EXT2_DIR_ENTRY_HEADER) return fault(f, off, "rec_len", g.block_size - off);
     const uint8_t* rec = blk + off;
-    uint32_t ino = get32(rec);
-    uint32_t rec_len = reclen_from_disk(get16(rec + 4), g.block_size);
+    uint32_t ino = le_get32(rec);
+    uint32_t rec_len = reclen_from_disk(le_get16(rec + 4), g.block_size);
     uint32_t name_len = rec[6];
     uint8_t ft = g.filetype ? rec[7] : 0;
     // Without filetype, rec[7] is the high byte of name_len: a nonzero one means a name > 255 bytes.
@@ -102,8 +82,8 @@ dirent_view dirblock_at(const uint8_t* blk, uint32_t block_size, uint32_t off, b
   const uint8_t* rec = blk + off;
   dirent_view v;
   v.offset = off;
-  v.ino = get32(rec);
-  v.rec_len = reclen_from_disk(get16(rec + 4), block_size);
+  v.ino = le_get32(rec);
+  v.rec_len = reclen_from_disk(le_get16(rec + 4), block_size);
   v.name_len = rec[6];
   v.file_type = filetype ? rec[7] : 0;
   v.name = std::string_view(reinterpret_cast<const char*>(rec + EXT2_DIR_ENTRY_HEADER), v.name_len);
@@ -156,15 +136,15 @@ uint32_t dirblock_insert(uint8_t* blk, uint32_t block_size, bool filetype, uint3
 void dirblock_remove(uint8_t* blk, uint32_t block_size, const dirent_slot& slot) {
   if (slot.prev_offset) {
     uint8_t* prev = blk + *slot.prev_offset;
-    uint32_t prev_len = reclen_from_disk(get16(prev + 4), block_size);
+    uint32_t prev_len = reclen_from_disk(le_get16(prev + 4), block_size);
     set_reclen(prev, prev_len + slot.ent.rec_len);
   } else {
-    put32(blk + slot.ent.offset, 0);
+    le_put32(blk + slot.ent.offset, 0);
   }
 }
 
 void dirblock_set_ino(uint8_t* blk, uint32_t off, uint32_t ino, uint8_t ft, bool filetype) {
-  put32(blk + off, ino);
+  le_put32(blk + off, ino);
   if (filetype) blk[off + 7] = ft;
 }
 

@@ -21,8 +21,31 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace vnopfs::ext2 {
+
+// Little-endian loads and stores at any alignment, for code that walks raw blocks (dirents, xattrs).
+inline uint16_t le_get16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
+  return v;
+}
+inline uint32_t le_get32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  return v;
+}
+inline void le_put16(uint8_t* p, uint16_t v) {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
+  std::memcpy(p, &v, 2);
+}
+inline void le_put32(uint8_t* p, uint32_t v) {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
+}
 
 static_assert(std::endian::native == std::endian::little, "format.h assumes a little-endian host");
 

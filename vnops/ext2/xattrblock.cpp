@@ -15,26 +15,6 @@ namespace {
 constexpr uint32_t kHeaderLen = sizeof(ext2_xattr_header);
 constexpr uint32_t kEntryLen = sizeof(ext2_xattr_entry);
 
-uint16_t get16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
-  return v;
-}
-uint32_t get32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
-  return v;
-}
-void put16(uint8_t* p, uint16_t v) {
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
-  std::memcpy(p, &v, 2);
-}
-void put32(uint8_t* p, uint32_t v) {
-  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
-  std::memcpy(p, &v, 4);
-}
 
 struct prefix { uint8_t index; std::string_view text; bool whole; };  // whole: the prefix is the full name
 constexpr prefix kPrefixes[] = {
@@ -66,11 +46,11 @@ bool decode_entries(const uint8_t* base, uint32_t len, uint32_t first, uint32_t 
   uint32_t off = first;
   for (;;) {
     if (off > len || len - off < 4) return fault(f, off, "e_name_len", 0);
-    if (get32(base + off) == 0) break;  // the end word
+    if (le_get32(base + off) == 0) break;  // the end word
     if (len - off < kEntryLen) return fault(f, off, "e_name_len", 0);
     const uint8_t* e = base + off;
     uint8_t name_len = e[0], index = e[1];
-    uint32_t voffs = get16(e + 2), inum = get32(e + 4), vsize = get32(e + 8);
+    uint32_t voffs = le_get16(e + 2), inum = le_get32(e + 4), vsize = le_get32(e + 8);
     // An empty name is how the whole-name indexes are stored (system.posix_acl_access is index 2 with
     // name ""); for a prefix index it would name "user." itself, which Linux never writes.
     if (name_len == 0 && !whole_name_index(index)) return fault(f, off, "e_name_len", 0);
@@ -129,26 +109,26 @@ uint32_t xattr_hash_entry(uint8_t name_len, const char* name, const uint8_t* val
     uint32_t take = std::min<uint32_t>(4, value_size - n * 4);
     uint8_t word[4] = {0, 0, 0, 0};
     std::memcpy(word, value + n * 4, take);
-    w = get32(word);
+    w = le_get32(word);
     hash = (hash << 16) ^ (hash >> 16) ^ w;
   }
   return hash;
 }
 
-uint32_t xattr_block_refcount(const uint8_t* blk) { return get32(blk + 4); }
-void xattr_block_set_refcount(uint8_t* blk, uint32_t refcount) { put32(blk + 4, refcount); }
+uint32_t xattr_block_refcount(const uint8_t* blk) { return le_get32(blk + 4); }
+void xattr_block_set_refcount(uint8_t* blk, uint32_t refcount) { le_put32(blk + 4, refcount); }
 
 bool xattr_block_decode(const uint8_t* blk, uint32_t block_size, std::vector<xattr_item>* out, xattr_fault* f) {
   out->clear();
-  if (get32(blk) != EXT2_XATTR_MAGIC) return fault(f, 0, "h_magic", get32(blk));
-  if (get32(blk + 8) != 1) return fault(f, 8, "h_blocks", get32(blk + 8));
-  if (get32(blk + 4) == 0) return fault(f, 4, "h_refcount", 0);
+  if (le_get32(blk) != EXT2_XATTR_MAGIC) return fault(f, 0, "h_magic", le_get32(blk));
+  if (le_get32(blk + 8) != 1) return fault(f, 8, "h_blocks", le_get32(blk + 8));
+  if (le_get32(blk + 4) == 0) return fault(f, 4, "h_refcount", 0);
   return decode_entries(blk, block_size, kHeaderLen, 0, out, f);
 }
 
 bool xattr_ibody_decode(const uint8_t* region, uint32_t len, std::vector<xattr_item>* out, xattr_fault* f) {
   out->clear();
-  if (len < 4 || get32(region) != EXT2_XATTR_MAGIC) return true;
+  if (len < 4 || le_get32(region) != EXT2_XATTR_MAGIC) return true;
   return decode_entries(region, len, 4, 4, out, f);
 }
 
@@ -183,12 +163,12 @@ uint32_t encode_entries(uint8_t* base, uint32_t len, uint32_t first, uint32_t va
     }
     e[0] = uint8_t(it.name.size());
     e[1] = it.index;
-    put16(e + 2, uint16_t(vsize ? vpos - value_base : 0));
-    put32(e + 4, 0);
-    put32(e + 8, vsize);
+    le_put16(e + 2, uint16_t(vsize ? vpos - value_base : 0));
+    le_put32(e + 4, 0);
+    le_put32(e + 8, vsize);
     std::memcpy(e + kEntryLen, it.name.data(), it.name.size());
     uint32_t h = xattr_hash_entry(uint8_t(it.name.size()), it.name.data(), base + vpos, vsize);
-    put32(e + 12, h);
+    le_put32(e + 12, h);
     if (h == 0) unshareable = true;
     block_hash = (block_hash << 16) ^ (block_hash >> 16) ^ h;
     off += ext2_xattr_len(uint32_t(it.name.size()));
@@ -209,10 +189,10 @@ bool xattr_block_encode(uint8_t* blk, uint32_t block_size, std::vector<xattr_ite
   if (!names_ok(items) || xattr_block_need(items) > block_size) return false;
   std::sort(items.begin(), items.end(), xattr_item_less);
   std::memset(blk, 0, block_size);
-  put32(blk, EXT2_XATTR_MAGIC);
-  put32(blk + 4, refcount);
-  put32(blk + 8, 1);
-  put32(blk + 12, encode_entries(blk, block_size, kHeaderLen, 0, items));
+  le_put32(blk, EXT2_XATTR_MAGIC);
+  le_put32(blk + 4, refcount);
+  le_put32(blk + 8, 1);
+  le_put32(blk + 12, encode_entries(blk, block_size, kHeaderLen, 0, items));
   return true;
 }
 
@@ -222,7 +202,7 @@ bool xattr_ibody_encode(uint8_t* region, uint32_t len, std::vector<xattr_item> i
   std::sort(items.begin(), items.end(), xattr_item_less);
   std::memset(region, 0, len);
   if (items.empty()) return true;  // no magic: no in-inode attributes
-  put32(region, EXT2_XATTR_MAGIC);
+  le_put32(region, EXT2_XATTR_MAGIC);
   encode_entries(region, len, 4, 4, items);
   return true;
 }
