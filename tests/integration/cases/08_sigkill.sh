@@ -40,8 +40,14 @@ except OSError as e:
 PY
 pids=()
 for w in 1 2 3; do timeout 60 python3 "$T/writer.py" "$MNT/w" "$T/ledger" "$w" >"$T/writer$w.log" 2>&1 & pids+=($!); done
-sleep 4
-log "SIGKILL daemon $DAEMON_PID"
+# Kill once a few fsyncs have completed (not after a fixed time: a loaded machine may need longer), with
+# writes still in flight.
+for _ in $(seq 1 600); do
+  [ "$(wc -l <"$T/ledger" 2>/dev/null || echo 0)" -ge 6 ] && break
+  sleep 0.1
+done
+sleep 1
+log "SIGKILL daemon $DAEMON_PID ($(wc -l <"$T/ledger" 2>/dev/null || echo 0) fsyncs recorded)"
 kill -KILL "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null || true
 DAEMON_PID=
