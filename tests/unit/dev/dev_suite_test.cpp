@@ -235,12 +235,12 @@ TEST_CASE("dev: the destructor completes every request in flight", "[dev][suite]
   const size_t bs = std::max<uint32_t>(4096, io_align(*d));
   tracker t(n);
   std::vector<treq> reqs(n);
-  abuf mem(64 * bs);
+  abuf mem(size_t(n) * bs);  // a buffer per request: reads in flight must not write memory a write reads
   for (int i = 0; i < n; i++) {
     treq& q = reqs[i];
     q.op = i % 3 == 0 ? io_op::read : i % 100 == 50 ? io_op::flush : io_op::write;
     q.offset = uint64_t(i % 256) * bs;
-    if (q.op != io_op::flush) q.add_iov(mem.data() + (i % 64) * bs, bs);
+    if (q.op != io_op::flush) q.add_iov(mem.data() + size_t(i) * bs, bs);
     q.id = i; q.t = &t; q.attrs = d->attrs; q.done = treq_done;
     d->dev->submit(&q);
   }
