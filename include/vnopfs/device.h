@@ -7,12 +7,13 @@
 //
 // Contract of submit(r):
 // - The submitter owns `r` and the memory its iovecs point at until r->done runs; the device never frees it.
-// - submit never blocks on I/O (it may take a short internal lock to queue). Bad requests (misaligned for
-//   O_DIRECT, out of range, unsupported op) still complete through r->done with an error, never by return.
+// - submit never blocks on I/O (it may take a short internal lock to queue), except for a request that
+//   carries IO_ATTR_INLINE (below). Bad requests (misaligned for O_DIRECT, out of range, unsupported op)
+//   still complete through r->done with an error, never by return.
 // - r->done(r, error, bytes) runs exactly once, on one of the device's completion threads (never inside
-//   submit), with error = 0 or an errno (EIO for device failures, EINVAL for misalignment) and bytes = bytes
-//   transferred (reads past the end of a file backend return zeros up to the device size; the device size
-//   bounds every request: beyond it is EIO).
+//   submit, unless the request carries IO_ATTR_INLINE: see below), with error = 0 or an errno (EIO for
+//   device failures, EINVAL for misalignment) and bytes = bytes transferred (reads past the end of a file
+//   backend return zeros up to the device size; the device size bounds every request: beyond it is EIO).
 // - flush: completes after every write that completed before it was submitted is stable (fdatasync).
 //   Writes still in flight when a flush is submitted are not covered by it. FUA on a write: the write is
 //   stable when it completes.
@@ -20,6 +21,11 @@
 // - Ordering: none between requests in flight at the same time; a submitter that needs order waits for the
 //   completion first (the buffer cache does).
 // - A device is stopped by its destructor: it waits for every submitted request to complete.
+// - IO_ATTR_INLINE is the submitter's promise that it holds no lock r->done takes and that it will wait for
+//   the completion anyway: a backend may then do the I/O in the submitting thread and run r->done before
+//   submit returns (the file backend does for reads and flushes, and for writes when its queue is idle),
+//   which saves two thread hand-offs on a synchronous I/O. Everything else (errors, bytes, stats) is as for
+//   any request; a device that does not use it ignores it, and layers pass it down with the request.
 #pragma once
 
 #include <sys/types.h>
@@ -41,6 +47,7 @@ const char* io_op_name(io_op op);
 enum : uint32_t {  // io_request::attrs
   IO_ATTR_FUA = 0x1,   // force unit access: stable at completion
   IO_ATTR_META = 0x2,  // metadata (for stats and for layers that treat it differently)
+  IO_ATTR_INLINE = 0x4,  // done may run inside submit, in the submitting thread (see the contract above)
 };
 
 struct io_request;
@@ -147,7 +154,8 @@ std::unique_ptr<device> make_partition(device* below, uint64_t start, uint64_t l
 class faults_device;
 std::unique_ptr<faults_device> make_faults(device* below);
 
-// Synchronous helper for mount-time and tools: submits and waits. Returns the error; *bytes if given.
+// Synchronous helper for mount-time and tools: submits with IO_ATTR_INLINE added to attrs and waits.
+// Returns the error; *bytes if given.
 int dev_sync_io(device& d, io_op op, uint64_t offset, void* buf, size_t len, uint32_t attrs = 0,
                 size_t* bytes = nullptr);
 

@@ -2,6 +2,9 @@
 //
 // submit() checks the request, stamps it and files it in the device queue (queue.h), nothing more. Each
 // worker ("file-io", owned by the device) pops a batch, does the system calls, and runs the completions.
+// A request with IO_ATTR_INLINE skips the queue and its worker hop: a read always, a write or flush when
+// nothing is pending (a write could merge with nothing, a flush passes nothing queued), done in the
+// submitting thread, which waits for it anyway.
 // Flush is fdatasync, FUA a pwritev2(RWF_DSYNC) (fdatasync after the write where the kernel refuses the
 // flag), unmap fallocate(PUNCH_HOLE|KEEP_SIZE) (zeros written where punching is not supported).
 #include <fcntl.h>
@@ -32,7 +35,7 @@ io_queue::options queue_options(const file_options& o) {
 class file_device final : public device {
  public:
   file_device(const std::string& path, const backing& b, const file_options& o)
-      : path_(path), b_(b), o_(o), q_(queue_options(o)) {
+      : path_(path), name_((b.direct ? "file+direct:" : "file:") + path), b_(b), o_(o), q_(queue_options(o)) {
     int n = o.threads > 0 ? o.threads : 1;
     try {
       for (int i = 0; i < n; i++) workers_.emplace_back([this] { loop(); });
@@ -50,12 +53,13 @@ class file_device final : public device {
 
   void submit(io_request* r) override {
     st_.on_submit(r);
-    r->dev_error = check_request(r, b_, o_.readonly, name());
+    r->dev_error = check_request(r, b_, o_.readonly, name_);
+    if ((r->attrs & IO_ATTR_INLINE) && run_inline(r)) return;
     q_.push(r);
   }
   uint64_t size() const override { return b_.size; }
   uint32_t sector_size() const override { return b_.sector; }
-  std::string name() const override { return (b_.direct ? "file+direct:" : "file:") + path_; }
+  std::string name() const override { return name_; }
   device_stats stats() const override {
     device_stats s = st_.snapshot();
     s.merged = q_.merged();
@@ -68,6 +72,38 @@ class file_device final : public device {
     pthread_setname_np(pthread_self(), "file-io");
     io_batch b;
     while (q_.pop(b)) run(b);
+  }
+
+  // The I/O of an IO_ATTR_INLINE request in the submitting thread; false: queue it after all.
+  bool run_inline(io_request* r) {
+    int err = r->dev_error;
+    size_t done = 0;
+    if (err) {
+      finish(st_, r, err, 0);
+      return true;
+    }
+    switch (r->op) {
+      case io_op::read:  // reads are never sorted, merged or held back by a barrier: no queue needed
+        err = full_preadv(b_.fd, r->iov.data(), int(r->iov.size()), r->offset, &done);
+        break;
+      case io_op::write:
+        if (!q_.begin_inline()) return false;
+        err = write_at(r->iov.data(), int(r->iov.size()), r->offset, r->attrs, &done);
+        q_.retire();
+        if (!err && done < r->length) err = EIO;
+        break;
+      case io_op::flush:
+        if (!q_.begin_inline()) return false;
+        err = ::fdatasync(b_.fd) < 0 ? errno : 0;
+        q_.retire();
+        break;
+      case io_op::unmap:
+        return false;
+    }
+    if (err) DEV_LOG("%s: %s [%" PRIu64 ", +%" PRIu64 "): %s", name_.c_str(), io_op_name(r->op), r->offset,
+                     r->length, strerror(err));
+    finish(st_, r, err, done);
+    return true;
   }
 
   void run(io_batch& b) {
@@ -95,7 +131,7 @@ class file_device final : public device {
         break;
     }
     q_.retire();
-    if (err) DEV_LOG("%s: %s [%" PRIu64 ", +%" PRIu64 "): %s", name().c_str(), io_op_name(r->op), r->offset,
+    if (err) DEV_LOG("%s: %s [%" PRIu64 ", +%" PRIu64 "): %s", name_.c_str(), io_op_name(r->op), r->offset,
                      r->length, strerror(err));
     finish(st_, r, err, done);
   }
@@ -113,18 +149,9 @@ class file_device final : public device {
       n = int(iov.size());
     }
     size_t done = 0;
-    int err;
-    if (first->attrs & IO_ATTR_FUA) {
-      err = full_pwritev(b_.fd, v, n, first->offset, RWF_DSYNC, &done);
-      if (err == EOPNOTSUPP && done == 0) {
-        err = full_pwritev(b_.fd, v, n, first->offset, 0, &done);
-        if (!err && ::fdatasync(b_.fd) < 0) err = errno;
-      }
-    } else {
-      err = full_pwritev(b_.fd, v, n, first->offset, 0, &done);
-    }
+    int err = write_at(v, n, first->offset, first->attrs, &done);
     q_.retire();
-    if (err) DEV_LOG("%s: write [%" PRIu64 ", +%zu) in %zu requests: %s after %zu bytes", name().c_str(),
+    if (err) DEV_LOG("%s: write [%" PRIu64 ", +%zu) in %zu requests: %s after %zu bytes", name_.c_str(),
                      first->offset, size_t(b.reqs.back()->offset + b.reqs.back()->length - first->offset),
                      b.reqs.size(), strerror(err), done);
     const uint64_t base = first->offset;  // done() may free any request, first included
@@ -133,6 +160,17 @@ class file_device final : public device {
       size_t share = done > start ? size_t(std::min<uint64_t>(done - start, r->length)) : 0;
       finish(st_, r, share == r->length ? 0 : (err ? err : EIO), share);
     }
+  }
+
+  // FUA is pwritev2(RWF_DSYNC), or a write and an fdatasync where the kernel refuses the flag.
+  int write_at(const iovec* v, int n, uint64_t off, uint32_t attrs, size_t* done) {
+    if (!(attrs & IO_ATTR_FUA)) return full_pwritev(b_.fd, v, n, off, 0, done);
+    int err = full_pwritev(b_.fd, v, n, off, RWF_DSYNC, done);
+    if (err == EOPNOTSUPP && *done == 0) {
+      err = full_pwritev(b_.fd, v, n, off, 0, done);
+      if (!err && ::fdatasync(b_.fd) < 0) err = errno;
+    }
+    return err;
   }
 
   int unmap(uint64_t off, uint64_t len) {
@@ -162,6 +200,7 @@ class file_device final : public device {
   }
 
   const std::string path_;
+  const std::string name_;  // built once: check_request and the log lines take it on every request
   const backing b_;
   const file_options o_;
   stats_keeper st_;

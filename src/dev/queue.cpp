@@ -8,25 +8,34 @@ static bool is_barrier(const io_request& r) {
 }
 
 void io_queue::push(io_request* r) {
-  std::lock_guard lk(mu_);
-  auto pos = pending_.end();
-  if (o_.sort && r->op == io_op::write && r->dev_error == 0) {
-    // Insertion sort from the back, as disksort does; stop at a barrier or at a write not after this one.
-    unsigned scanned = 0;
-    while (pos != pending_.begin() && scanned < o_.scan_limit) {
-      auto prev = std::prev(pos);
-      if (is_barrier(*prev)) break;
-      if (prev->op == io_op::write && prev->offset <= r->offset) break;
-      pos = prev;
-      scanned++;
+  bool wake;
+  {
+    std::lock_guard lk(mu_);
+    auto pos = pending_.end();
+    if (o_.sort && r->op == io_op::write && r->dev_error == 0) {
+      // Insertion sort from the back, as disksort does; stop at a barrier or at a write not after this one.
+      unsigned scanned = 0;
+      bool passed_write = false;  // passing only reads changes nothing worth counting
+      while (pos != pending_.begin() && scanned < o_.scan_limit) {
+        auto prev = std::prev(pos);
+        if (is_barrier(*prev)) break;
+        if (prev->op == io_op::write && prev->offset <= r->offset) break;
+        passed_write = passed_write || prev->op == io_op::write;
+        pos = prev;
+        scanned++;
+      }
+      if (passed_write) sorted_++;
     }
-    // Passing only reads changes nothing worth counting.
-    bool passed_write = false;
-    for (auto it = pos; it != pending_.end(); ++it) passed_write = passed_write || it->op == io_op::write;
-    if (passed_write) sorted_++;
+    pending_.insert(pos, *r);
+    wake = idle_ > 0 && poppable();
   }
-  pending_.insert(pos, *r);
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
+}
+
+bool io_queue::poppable() const {
+  if (pending_.empty()) return false;
+  const io_request& r = pending_.front();
+  return !(r.op == io_op::flush && r.dev_error == 0 && active_ > 0);
 }
 
 bool io_queue::mergeable(const io_request* head, const io_request* n, uint64_t end, const io_batch& b) const {
@@ -38,18 +47,16 @@ bool io_queue::mergeable(const io_request* head, const io_request* n, uint64_t e
 bool io_queue::pop(io_batch& b) {
   b.reqs.clear();
   b.iov_count = 0;
-  std::unique_lock lk(mu_);
-  for (;;) {
-    if (pending_.empty()) {
-      if (stop_) return false;
-      cv_.wait(lk);
-      continue;
+  bool wake;
+  {
+    std::unique_lock lk(mu_);
+    while (!poppable()) {
+      if (stop_ && pending_.empty()) return false;
+      idle_++;
+      cv_.wait(lk);  // a push, the retire that opens a flush barrier, or stop
+      idle_--;
     }
     io_request* r = &pending_.front();
-    if (r->op == io_op::flush && r->dev_error == 0 && active_ > 0) {
-      cv_.wait(lk);  // barrier: retire() of the last earlier batch wakes us
-      continue;
-    }
     pending_.pop_front();
     b.reqs.push_back(r);
     b.iov_count = r->iov.size();
@@ -65,20 +72,45 @@ bool io_queue::pop(io_batch& b) {
       }
     }
     active_++;
-    if (!pending_.empty()) cv_.notify_one();
-    return true;
+    wake = idle_ > 0 && poppable();
   }
+  if (wake) cv_.notify_one();
+  return true;
 }
 
 void io_queue::retire() {
+  bool wake;
+  {
+    std::lock_guard lk(mu_);
+    // Only a flush waiting for the last earlier I/O can have become poppable here.
+    wake = --active_ == 0 && idle_ > 0 && poppable();
+  }
+  if (wake) cv_.notify_one();
+}
+
+bool io_queue::begin_inline() {
   std::lock_guard lk(mu_);
-  if (--active_ == 0 && !pending_.empty()) cv_.notify_all();
+  if (!pending_.empty() || stop_) return false;
+  active_++;
+  return true;
 }
 
 void io_queue::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();  // every worker must see it and return
+}
+
+uint64_t io_queue::merged() const {
   std::lock_guard lk(mu_);
-  stop_ = true;
-  cv_.notify_all();
+  return merged_;
+}
+
+uint64_t io_queue::sorted() const {
+  std::lock_guard lk(mu_);
+  return sorted_;
 }
 
 }  // namespace vnopfs::dev

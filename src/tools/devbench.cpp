@@ -1,12 +1,16 @@
 // vnopfs-devbench: throughput of the file and uring backends beside fio doing the same I/O on the same file.
 //
 //   vnopfs-devbench [--size 1G] [--dir /tmp] [--runtime 5] [--direct] [--no-fio] [--rounds 2]
+//                   [--backend file|uring] [--only sync]   (workloads whose name contains the word)
 //
 // Workloads: sequential 1 MiB writes then reads over the whole file, random 4 KiB writes and reads for
 // --runtime seconds. The backend keeps `depth` requests in flight (file: its worker count, since each worker
 // does one synchronous call at a time; uring: the ring's queue depth for random, 4 for sequential). fio is
 // matched: psync with numjobs = depth for the file backend (sequential: each job its own 1/depth slice),
 // io_uring with iodepth = depth for the uring backend. No fsync in either (fio's default end_fsync=0).
+// The "sync" workloads are one thread submitting one request at a time and waiting for it, as the buffer
+// cache does for a read miss (depth 1, matched by fio psync with one job): through the device queue and its
+// workers, and with IO_ATTR_INLINE (the I/O in the submitting thread); they measure the hand-off latency.
 // Output: one row per backend and workload with MiB/s, IOPS, fio's numbers and the ratio backend/fio.
 #include <fcntl.h>
 #include <stdlib.h>
@@ -38,6 +42,8 @@ struct opts {
   bool direct = false;
   bool fio = true;
   int rounds = 2;
+  std::string backend;  // empty: both
+  std::string only;     // empty: every workload
 };
 
 struct result {
@@ -147,6 +153,55 @@ class runner {
   void set_outstanding() { outstanding_ = unsigned(slots_.size()); }
 };
 
+// One thread, one request at a time, waiting for each: random offsets until the time is up.
+result run_sync(device& d, bool write, size_t bs, uint32_t attrs, const opts& o) {
+  struct waiter : io_request {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
+    int err = 0;
+    size_t bytes = 0;
+  } w;
+  void* p;
+  if (posix_memalign(&p, 4096, bs)) abort();
+  memset(p, 0x5a, bs);
+  w.add_iov(p, bs);
+  w.op = write ? io_op::write : io_op::read;
+  w.attrs = attrs;
+  w.done = [](io_request* r, int err, size_t bytes) {
+    auto* x = static_cast<waiter*>(r);
+    std::lock_guard lk(x->mu);
+    x->err = err;
+    x->bytes = bytes;
+    x->finished = true;
+    x->cv.notify_one();
+  };
+  std::mt19937_64 rng(1);
+  auto clock = [] { return std::chrono::steady_clock::now(); };
+  auto t0 = clock();
+  auto end = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(o.runtime));
+  uint64_t ops = 0, bytes = 0, errors = 0;
+  while (clock() < end) {
+    w.offset = std::uniform_int_distribution<uint64_t>(0, o.size / bs - 1)(rng) * bs;
+    w.finished = false;  // no completion is outstanding here
+    d.submit(&w);
+    std::unique_lock lk(w.mu);
+    w.cv.wait(lk, [&] { return w.finished; });
+    ops++;
+    bytes += w.bytes;
+    errors += w.err != 0;
+  }
+  double secs = std::chrono::duration<double>(clock() - t0).count();
+  free(p);
+  result r;
+  r.ok = errors == 0;
+  r.mibs = double(bytes) / secs / (1 << 20);
+  r.iops = double(ops) / secs;
+  if (errors) fprintf(stderr, "devbench: %lu errors\n", (unsigned long)errors);
+  return r;
+}
+
 result run_backend(device& d, bool write, bool seq, size_t bs, unsigned depth, const opts& o) {
   runner r(d, write, seq, bs, depth, o.size, o.runtime);
   r.set_outstanding();
@@ -227,8 +282,11 @@ int main(int argc, char** argv) {
     else if (a == "--direct") o.direct = true;
     else if (a == "--no-fio") o.fio = false;
     else if (a == "--rounds") o.rounds = std::max(1, atoi(val()));
+    else if (a == "--backend") o.backend = val();
+    else if (a == "--only") o.only = val();
     else {
-      fprintf(stderr, "usage: vnopfs-devbench [--size 1G] [--dir DIR] [--runtime SECS] [--direct] [--no-fio] [--rounds N]\n");
+      fprintf(stderr, "usage: vnopfs-devbench [--size 1G] [--dir DIR] [--runtime SECS] [--direct] [--no-fio] [--rounds N]\n"
+                      "                       [--backend file|uring] [--only WORD]\n");
       return 2;
     }
   }
@@ -247,17 +305,26 @@ int main(int argc, char** argv) {
   printf("%-14s %-18s %5s %12s %12s %12s %12s %7s\n", "backend", "workload", "depth", "MiB/s", "IOPS",
          "fio MiB/s", "fio IOPS", "ratio");
   const int file_threads = 4;
-  struct work { const char* name; bool write, seq; size_t bs; };
-  const work works[] = {{"seq write 1M", true, true, 1 << 20},
-                        {"seq read 1M", false, true, 1 << 20},
-                        {"rand write 4K", true, false, 4096},
-                        {"rand read 4K", false, false, 4096}};
+  struct work { const char* name; bool write, seq; size_t bs; int sync; };  // sync: 1 queued, 2 inline
+  const work works[] = {{"seq write 1M", true, true, 1 << 20, 0},
+                        {"seq read 1M", false, true, 1 << 20, 0},
+                        {"rand write 4K", true, false, 4096, 0},
+                        {"rand read 4K", false, false, 4096, 0},
+                        {"sync rand read 4K", false, false, 4096, 1},
+                        {"+inline", false, false, 4096, 2},
+                        {"sync rand write 4K", true, false, 4096, 1},
+                        {"+inline", true, false, 4096, 2}};
   int rc = 0;
   for (const char* backend : {"file", "uring"}) {
     bool ur = std::string(backend) == "uring";
+    if (!o.backend.empty() && o.backend != backend) continue;
     int err = 0;
+    const char* prev = "";
     for (const work& w : works) {
-      unsigned depth = ur ? (w.seq ? 4 : 32) : file_threads;
+      const char* wname = w.name[0] == '+' ? prev : w.name;  // "+inline" continues the row above
+      prev = wname;
+      if (!o.only.empty() && std::string(wname).find(o.only) == std::string::npos) continue;
+      unsigned depth = w.sync ? 1 : ur ? (w.seq ? 4 : 32) : file_threads;
       // Page-cache state (writeback of the previous run's pages) makes the first run of a pair slow
       // whoever goes first: run backend and fio alternately `rounds` times and keep each one's best.
       result b, f;
@@ -280,13 +347,14 @@ int main(int argc, char** argv) {
           return 1;
         }
         drop_caches_of(file);
-        result rb = run_backend(*d, w.write, w.seq, w.bs, depth, o);
+        result rb = w.sync ? run_sync(*d, w.write, w.bs, w.sync == 2 ? uint32_t{IO_ATTR_INLINE} : 0u, o)
+                           : run_backend(*d, w.write, w.seq, w.bs, depth, o);
         d.reset();
         if (!rb.ok) rc = 1;
         if (rb.mibs > b.mibs) b = rb;
         drop_caches_of(file);
         if (o.fio) {
-          result rf = run_fio(file, ur ? "io_uring" : "psync", w.write, w.seq, w.bs, depth, o);
+          result rf = run_fio(file, ur && !w.sync ? "io_uring" : "psync", w.write, w.seq, w.bs, depth, o);
           if (rf.ok && rf.mibs > f.mibs) f = rf;
         }
       }

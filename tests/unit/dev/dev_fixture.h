@@ -1,8 +1,11 @@
 // dev_fixture.h: the devices the shared suite runs against, and helpers for the dev tests.
 //
-// Every kind is built in a fresh mkdtemp directory (removed when the test binary exits). A kind may be
-// unavailable here (O_DIRECT refused by the filesystem under /tmp, io_uring forbidden): then make() leaves
-// dev null and sets `skip` to the reason, which the test prints.
+// Every kind is built in a fresh mkdtemp directory (removed when the test binary exits). A kind is skipped
+// only when this machine lacks what it needs (O_DIRECT refused by the filesystem under $TMPDIR, io_uring
+// absent or forbidden), which machine_lacks() decides with raw system calls, not with the code under test:
+// then make_dut() leaves dev null and sets `skip`. A kind the machine supports that does not open sets
+// `error` instead, and the test fails. Skips go through note_skip(), which prints each one at once and a
+// count when the run ends (Catch2 2 has no skip of its own and would count the case as passed).
 #pragma once
 
 #include <stdlib.h>
@@ -73,8 +76,11 @@ constexpr uint64_t kDevSize = 16u << 20;
 // A device under test; `below` is what a layer sits on. crash() simulates losing everything that is not
 // durable: power_loss on a volatile mem device, closing and reopening the backing file otherwise.
 struct dut {
-  std::string kind, path, skip;
+  std::string kind, path;
+  std::string skip;   // the machine lacks this kind: why
+  std::string error;  // the kind should have opened and did not: why
   bool direct = false;
+  uint32_t attrs = 0;  // added to every request the suite sends: IO_ATTR_INLINE for the "+inline" kinds
   std::unique_ptr<device> base;  // backend (null for the mem kinds: see mem)
   std::unique_ptr<mem_device> mem;
   std::unique_ptr<device> layer;
@@ -92,7 +98,33 @@ struct dut {
 };
 
 std::unique_ptr<dut> make_dut(const std::string& kind);
+
+// What this machine lacks for `kind` ("" if nothing), probed with raw system calls: O_DIRECT on a file in
+// temp_dir() for the +direct kinds, io_uring_setup (with IORING_FEAT_SUBMIT_STABLE) for the uring ones.
+std::string machine_lacks(const std::string& kind);
+
+// Records a skip: prints "vnopfs-test-skip: <what>: <why>" on stderr now; the total is printed when the run
+// ends. Returns the number of skips so far.
+size_t note_skip(const std::string& what, const std::string& why);
+
+// Drops the page cache of `path` (posix_fadvise DONTNEED, which drops only clean pages) and returns how many
+// pages of [off, off+len) are still resident (mincore): a page written and made durable leaves, a dirty one
+// stays. -1 if the file cannot be examined.
+long resident_after_drop(const std::string& path, uint64_t off, uint64_t len);
+
+// Whether resident_after_drop can tell durable pages from dirty ones on the filesystem under temp_dir(),
+// probed with plain pwrite/fdatasync on a scratch file: "" if it can, else why not (tmpfs keeps every page).
+std::string page_cache_probe();
 uint32_t io_align(const dut& d);  // alignment tests must use: sector size when direct, 1 otherwise
+
+// Submits one request with exactly `attrs` and waits for it (dev_sync_io adds IO_ATTR_INLINE; the suite
+// must also drive the queued path). Returns the error; *got = bytes if given.
+int sync_io(device& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs = 0, size_t* got = nullptr);
+
+// The suite's synchronous I/O on a device under test, with the kind's attributes.
+inline int dio(dut& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs = 0, size_t* got = nullptr) {
+  return sync_io(*d.dev, op, off, buf, len, attrs | d.attrs, got);
+}
 
 // Per-request completion accounting for async tests (Catch2 is not thread-safe: count, check later).
 struct tracker {

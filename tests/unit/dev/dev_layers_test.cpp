@@ -172,20 +172,23 @@ TEST_CASE("faults: a rule added while requests run applies to later ones", "[dev
 
 TEST_CASE("file+direct: misaligned offset, length or memory complete with EINVAL", "[dev][direct]") {
   for (const char* kind : {"file+direct", "uring+direct"}) {
-    auto d = make_dut(kind);
-    if (!d->dev) {
-      WARN("skipping " << kind << ": " << d->skip);
-      continue;
+    for (uint32_t attrs : {0u, uint32_t{IO_ATTR_INLINE}}) {
+      auto d = make_dut(kind);
+      if (!d->skip.empty()) {
+        note_skip(std::string("misaligned O_DIRECT [") + kind + "]", d->skip);
+        break;
+      }
+      INFO(kind << (attrs ? " inline" : " queued") << ": " << d->error);
+      REQUIRE(d->dev);
+      uint32_t s = d->dev->sector_size();
+      REQUIRE(s >= 512);
+      abuf b(4 * s);
+      CHECK(sync_io(*d->dev, io_op::write, 0, b.data(), s, attrs) == 0);
+      CHECK(sync_io(*d->dev, io_op::write, 512 % s ? 512 : 1, b.data(), s, attrs) == EINVAL);  // offset
+      CHECK(sync_io(*d->dev, io_op::read, 0, b.data(), s + 512, attrs) == EINVAL);             // length
+      CHECK(sync_io(*d->dev, io_op::read, 0, b.data() + 512, s, attrs) == EINVAL);             // memory
+      CHECK(d->dev->stats().errors == 3);
     }
-    INFO(kind);
-    uint32_t s = d->dev->sector_size();
-    REQUIRE(s >= 512);
-    abuf b(4 * s);
-    CHECK(dev_sync_io(*d->dev, io_op::write, 0, b.data(), s) == 0);
-    CHECK(dev_sync_io(*d->dev, io_op::write, 512 % s ? 512 : 1, b.data(), s) == EINVAL);  // offset
-    CHECK(dev_sync_io(*d->dev, io_op::read, 0, b.data(), s + 512) == EINVAL);             // length
-    CHECK(dev_sync_io(*d->dev, io_op::read, 0, b.data() + 512, s) == EINVAL);             // memory
-    CHECK(d->dev->stats().errors == 3);
   }
 }
 
