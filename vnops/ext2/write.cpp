@@ -10,6 +10,12 @@
 // EOF are zero-filled by cluster_write itself. A block allocated but not copied into because the copy
 // failed is freed again (back to a hole).
 //
+// Mapping is extent-wise, per round (kChunk), never per block: a round the extent cache knows to be mapped
+// (the common overwrite) costs one cache lookup and no i_lock, and the IO_UNIT count skips it the same way;
+// holes are allocated by range (ext2_bmap_alloc_range: contiguous runs, each block of pointers written
+// once), and the blocks it maps are in the extent cache, so the cluster layer's VNODE_WRITE blockmap for a
+// run, when it fills or pushes the buffers, is one cache lookup too.
+//
 // Locks: the caller holds the vnode lock shared (a write inside EOF) or exclusive (extending, IO_APPEND),
 // see ext2.h; i_lock is taken only around allocation and size updates, never across cluster_write.
 #include <sys/stat.h>
