@@ -5,6 +5,7 @@
 // touched; a reserved block is then always found in some group's bitmap unless that bitmap disagrees with
 // its count (corruption: EIO and a log line). Bitmaps are metadata buffers on mnt_devvp, changed only under
 // their group's lock.
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -67,9 +68,10 @@ int check_block_bitmap(ext2_mount* m, uint32_t g, const uint8_t* map) {
   return 0;
 }
 
-// Takes one clear bit of group g at or after `start`; *blkp = its block. ENOSPC if the group has none
-// (after a corruption report when the count said otherwise).
-int alloc_in_group(ext2_mount* m, uint32_t g, uint32_t start, uint32_t* blkp) {
+// Takes a run of clear bits of group g: the first clear bit at or after `start` (wrapping), then the clear
+// bits that follow it, up to max in all; *blkp = its first block, *gotp = its length (>= 1). ENOSPC if the
+// group has none (after a corruption report when the count said otherwise).
+int alloc_in_group(ext2_mount* m, uint32_t g, uint32_t start, uint32_t max, uint32_t* blkp, uint32_t* gotp) {
   ext2_group& grp = m->m_groups[g];
   std::lock_guard lock(grp.g_lock);
   if (grp.g_desc.bg_free_blocks_count == 0) return ENOSPC;
@@ -79,22 +81,26 @@ int alloc_in_group(ext2_mount* m, uint32_t g, uint32_t start, uint32_t* blkp) {
   TRY(check_block_bitmap(m, g, map));
   uint32_t n = group_nblocks(m, g);
   uint32_t first = ext2_group_first_block(m, g);
-  for (uint32_t tries = 0; tries < 2; tries++) {
-    uint32_t bit = find_zero_from(map, start < n ? start : 0, n);
-    if (bit == n) break;
-    uint32_t blk = first + bit;
-    if (!ext2_data_block_ok(m, blk))
-      return ext2_corrupt(m, 0, grp.g_desc.bg_block_bitmap, "block bitmap", "block %u (metadata) is marked free", blk);
-    set_bit(map, bit);
-    buf_bdwrite(std::move(bp));
-    grp.g_desc.bg_free_blocks_count--;
-    grp.g_dirty = true;
-    *blkp = blk;
-    return 0;
+  uint32_t bit = find_zero_from(map, start < n ? start : 0, n);
+  if (bit == n) {
+    (void)ext2_corrupt(m, 0, grp.g_desc.bg_block_bitmap, "bg_free_blocks_count",
+                       "group %u counts %u free blocks, its bitmap none", g, grp.g_desc.bg_free_blocks_count);
+    return ENOSPC;
   }
-  (void)ext2_corrupt(m, 0, grp.g_desc.bg_block_bitmap, "bg_free_blocks_count",
-                     "group %u counts %u free blocks, its bitmap none", g, grp.g_desc.bg_free_blocks_count);
-  return ENOSPC;
+  uint32_t blk = first + bit;
+  if (!ext2_data_block_ok(m, blk))
+    return ext2_corrupt(m, 0, grp.g_desc.bg_block_bitmap, "block bitmap", "block %u (metadata) is marked free", blk);
+  // The run stops at a used bit, the group's end, the free count, or a metadata block marked free (the
+  // next allocation that starts there reports it).
+  uint32_t got = 1, limit = std::min<uint32_t>(max, grp.g_desc.bg_free_blocks_count);
+  while (got < limit && bit + got < n && !test_bit(map, bit + got) && ext2_data_block_ok(m, blk + got)) got++;
+  for (uint32_t i = 0; i < got; i++) set_bit(map, bit + i);
+  buf_bdwrite(std::move(bp));
+  grp.g_desc.bg_free_blocks_count = static_cast<uint16_t>(grp.g_desc.bg_free_blocks_count - got);
+  grp.g_dirty = true;
+  *blkp = blk;
+  *gotp = got;
+  return 0;
 }
 
 }  // namespace
@@ -123,7 +129,7 @@ int ext2_reserve_blocks(ext2_mount* m, uint64_t n, bool use_reserve) {
 
 void ext2_unreserve_blocks(ext2_mount* m, uint64_t n) { m->m_free_blocks += static_cast<int64_t>(n); }
 
-int ext2_balloc_reserved(ext2_mount* m, uint32_t goal, uint32_t* blkp) {
+int ext2_balloc_run_reserved(ext2_mount* m, uint32_t goal, uint32_t max, uint32_t* blkp, uint32_t* countp) {
   uint32_t g0 = 0, start = 0;
   if (goal >= m->m_first_data_block && goal < m->m_blocks_count) {
     g0 = ext2_group_of_block(m, goal);
@@ -131,11 +137,16 @@ int ext2_balloc_reserved(ext2_mount* m, uint32_t goal, uint32_t* blkp) {
   }
   for (uint32_t i = 0; i < m->m_groups_count; i++) {
     uint32_t g = (g0 + i) % m->m_groups_count;
-    int err = alloc_in_group(m, g, i == 0 ? start : 0, blkp);
+    int err = alloc_in_group(m, g, i == 0 ? start : 0, std::max<uint32_t>(max, 1), blkp, countp);
     if (err != ENOSPC) return err;
   }
   // The reservation said a block was free, no bitmap has one: the counts are corrupt.
   return ext2_corrupt(m, 0, 0, "s_free_blocks_count", "free blocks counted but none found in any bitmap");
+}
+
+int ext2_balloc_reserved(ext2_mount* m, uint32_t goal, uint32_t* blkp) {
+  uint32_t got;
+  return ext2_balloc_run_reserved(m, goal, 1, blkp, &got);
 }
 
 int ext2_balloc(ext2_mount* m, uint32_t goal, bool use_reserve, uint32_t* blkp) {

@@ -23,10 +23,8 @@ int preallocate(ext2_inode_info* ip, uint64_t first, uint64_t last, const vfs_co
   TRY(ext2_bmap_count_missing(ip, first, last, &need));
   ext2_reservation res(m);
   TRY(res.take(need, reserve));
-  for (uint64_t lbn = first; lbn < last; lbn++) {
-    uint32_t pbn;
-    TRY(ext2_bmap_locked(ip, lbn, EXT2_BMAP_ALLOC | EXT2_BMAP_ZERO, &pbn, 1, nullptr, nullptr, &res));
-  }
+  uint64_t done;
+  TRY(ext2_bmap_alloc_range(ip, first, last, EXT2_BMAP_ALLOC | EXT2_BMAP_ZERO, &res, &done, nullptr));
   (void)ext2_kill_suid(ip, ctx);
   ext2_itimes(ip, EXT2_ICHG);
   return 0;

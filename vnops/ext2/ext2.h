@@ -173,10 +173,11 @@ struct ext2_inode_info {
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
-  // Mapped extents already known (lbn -> {pbn, length}), so VNOP_BLOCKMAP at push time answers without
-  // i_lock: a writer holding i_lock while it waits for clean buffers can never block the flusher that
-  // would clean them. Guarded by i_extent_lock (a leaf: never held across anything). Entries are added
-  // when blocks are mapped and removed (ext2_extent_forget) before blocks are freed.
+  // Extents of the block map already known (lbn -> {pbn, length}; pbn 0: a hole), so VNOP_BLOCKMAP answers
+  // a run without i_lock: a writer holding i_lock while it waits for clean buffers can never block the
+  // flusher that would clean them. Guarded by i_extent_lock (a leaf: never held across anything) and
+  // changed only under i_lock too. Entries are added when blocks are looked up or allocated and removed
+  // (ext2_extent_forget) before blocks are freed.
   std::mutex i_extent_lock;
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> i_extents;
 };
@@ -315,6 +316,25 @@ int ext2_bmap(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn, bool*
 int ext2_bmap_extent_locked(ext2_inode_info* ip, uint64_t lbn, uint32_t* pbn, uint64_t* span);
 // The extent cache of mapped blocks (i_extents): forget [first, last) before freeing those blocks.
 void ext2_extent_forget(ext2_inode_info* ip, uint64_t first, uint64_t last);
+// Extent-wise I/O (ext2-core):
+// - ext2_extent_mapped: true when the extent cache knows every block of [first, last) to be mapped. No
+//   i_lock needed; the answer stays true while the caller keeps blocks from being freed (vnode lock).
+// - ext2_bmap_alloc_range: allocates every hole of [first, last), data blocks in physically contiguous
+//   runs near the goal (ext2_balloc_run_reserved), indirect blocks as the runs need them (zeroed and written
+//   before they are pointed to), each block of pointers written once; blocks come from res (ENOSPC when
+//   it runs dry). flags: EXT2_BMAP_ZERO zeroes every new data block. *done = the first block not
+//   allocated (every hole before it is, also on error); fresh (optional) gets the new data blocks, unless
+//   zeroed. [i_lock]
+// - ext2_balloc_run_reserved: like ext2_balloc_reserved, but takes up to max blocks contiguous from the
+//   first free one at or after goal (*count >= 1 of them, all out of the caller's reservation).
+struct ext2_range {
+  uint64_t lbn;
+  uint64_t count;
+};
+bool ext2_extent_mapped(ext2_inode_info* ip, uint64_t first, uint64_t last);
+int ext2_bmap_alloc_range(ext2_inode_info* ip, uint64_t first, uint64_t last, int flags, ext2_reservation* res,
+                          uint64_t* done, std::vector<ext2_range>* fresh);
+int ext2_balloc_run_reserved(ext2_mount* m, uint32_t goal, uint32_t max, uint32_t* blkp, uint32_t* count);
 // The largest logical block number + 1 the block map can address.
 uint64_t ext2_max_lblocks(const ext2_mount* m);
 

@@ -10,6 +10,12 @@
 // EOF are zero-filled by cluster_write itself. A block allocated but not copied into because the copy
 // failed is freed again (back to a hole).
 //
+// Mapping is extent-wise, per round (kChunk), never per block: a round the extent cache knows to be mapped
+// (the common overwrite) costs one cache lookup and no i_lock, and the IO_UNIT count skips it the same way;
+// holes are allocated by range (ext2_bmap_alloc_range: contiguous runs, each block of pointers written
+// once), and the blocks it maps are in the extent cache, so the cluster layer's VNODE_WRITE blockmap for a
+// run, when it fills or pushes the buffers, is one cache lookup too.
+//
 // Locks: the caller holds the vnode lock shared (a write inside EOF) or exclusive (extending, IO_APPEND),
 // see ext2.h; i_lock is taken only around allocation and size updates, never across cluster_write.
 #include <sys/stat.h>
@@ -38,7 +44,7 @@ struct write_state {
   uint64_t orig_size = 0;      // size before the write
   uint64_t size = 0;           // size now
   ext2_reservation res;        // IO_UNIT: every block of the write, reserved before anything changes
-  std::vector<uint64_t> fresh; // logical blocks this round allocated
+  std::vector<ext2_range> fresh;  // data blocks this round allocated that the copy must fill
 
   write_state(vnode* v, uio* uu, int fl, const vfs_context& c)
       : vp(v), ip(VTOI(v)), m(ip->i_mnt), u(uu), ioflag(fl), ctx(c), bs(m->m_block_size),
@@ -49,31 +55,58 @@ struct write_state {
 // block obtained (ENOSPC only when not even the first one could be had).
 int allocate_round(write_state& w, uint64_t coff, uint64_t* cend) {
   const uint64_t first = coff / w.bs, last = (*cend + w.bs - 1) / w.bs;
-  std::lock_guard g(w.ip->i_lock);
   w.fresh.clear();
+  // The common overwrite: one extent-cache lookup and no i_lock. Mapped blocks stay mapped while the
+  // caller holds the vnode lock (freeing takes it exclusive).
+  if (ext2_extent_mapped(w.ip, first, last)) return 0;
+  std::lock_guard g(w.ip->i_lock);
   bool per_block = false;  // no reservation for the round: each block reserves its own
   if (!(w.ioflag & IO_UNIT)) {
     uint64_t need = 0;
     TRY(ext2_bmap_count_missing(w.ip, first, last, &need));
+    if (need == 0) return 0;
     if (w.res.take(need, w.use_reserve) != 0) per_block = true;
   }
-  for (uint64_t lbn = first; lbn < last; lbn++) {
+  const int base = EXT2_BMAP_ALLOC | (w.use_reserve ? EXT2_BMAP_RESERVE : 0);
+  // A new block the write covers only partly and that lies below the EOF is zeroed on disk first
+  // (cluster_write would pre-read it); only the first and the last block can be partial.
+  auto zero_flag = [&](uint64_t lbn) {
     const uint64_t b0 = lbn * w.bs, b1 = b0 + w.bs;
-    bool partial = coff > b0 || *cend < b1;
-    int flags = EXT2_BMAP_ALLOC | (w.use_reserve ? EXT2_BMAP_RESERVE : 0);
-    if (partial && b0 < w.size) flags |= EXT2_BMAP_ZERO;  // cluster_write would pre-read it
-    uint32_t pbn;
-    bool isnew = false;
-    int err = ext2_bmap_locked(w.ip, lbn, flags, &pbn, 1, nullptr, &isnew, per_block ? nullptr : &w.res);
-    if (err == ENOSPC && per_block && lbn > first) {
-      *cend = b0;
-      return 0;
+    return (coff > b0 || *cend < b1) && b0 < w.size ? EXT2_BMAP_ZERO : 0;
+  };
+  if (per_block) {  // near ENOSPC: as many blocks as can be had, one at a time
+    for (uint64_t lbn = first; lbn < last; lbn++) {
+      const int flags = base | zero_flag(lbn);
+      uint32_t pbn;
+      bool isnew = false;
+      int err = ext2_bmap_locked(w.ip, lbn, flags, &pbn, 1, nullptr, &isnew);
+      if (err == ENOSPC && lbn > first) {
+        *cend = lbn * w.bs;
+        return 0;
+      }
+      if (err) {
+        *cend = std::max(coff, lbn * w.bs);
+        return err;
+      }
+      if (isnew && !(flags & EXT2_BMAP_ZERO)) w.fresh.push_back({lbn, 1});
     }
-    if (err) {
-      *cend = std::max(coff, b0);
+    return 0;
+  }
+  // By range: a partial head block, the whole blocks, a partial tail block.
+  struct piece { uint64_t a, b; int flags; } pieces[3];
+  int np = 0;
+  uint64_t lo = first, hi = last;
+  if (zero_flag(lo)) pieces[np++] = {lo, lo + 1, base | EXT2_BMAP_ZERO}, lo++;
+  const bool zero_tail = hi > lo && zero_flag(hi - 1);
+  if (zero_tail) hi--;
+  if (hi > lo) pieces[np++] = {lo, hi, base};
+  if (zero_tail) pieces[np++] = {hi, hi + 1, base | EXT2_BMAP_ZERO};
+  for (int i = 0; i < np; i++) {
+    uint64_t done;
+    if (int err = ext2_bmap_alloc_range(w.ip, pieces[i].a, pieces[i].b, pieces[i].flags, &w.res, &done, &w.fresh)) {
+      *cend = std::max(coff, done * w.bs);
       return err;
     }
-    if (isnew && !(flags & EXT2_BMAP_ZERO)) w.fresh.push_back(lbn);
   }
   return 0;
 }
@@ -81,14 +114,17 @@ int allocate_round(write_state& w, uint64_t coff, uint64_t* cend) {
 // After a failed copy: blocks allocated for data that never arrived go back to holes, so no pointer is
 // left to a block of old contents.
 void release_uncopied(write_state& w) {
-  const uint64_t done = static_cast<uint64_t>(w.u->offset());
-  std::vector<uint64_t> drop;
-  for (uint64_t lbn : w.fresh)
-    if (lbn * w.bs >= done) drop.push_back(lbn);
+  const uint64_t keep = (static_cast<uint64_t>(w.u->offset()) + w.bs - 1) / w.bs;  // blocks the copy reached
+  std::vector<ext2_range> drop;
+  for (const ext2_range& r : w.fresh) {
+    const uint64_t a = std::max(r.lbn, keep), e = r.lbn + r.count;
+    if (a < e) drop.push_back({a, e - a});
+  }
   if (drop.empty()) return;
-  for (uint64_t lbn : drop) buf_invalidate_range(w.vp, static_cast<daddr64_t>(lbn), static_cast<daddr64_t>(lbn + 1));
+  for (const ext2_range& r : drop)
+    buf_invalidate_range(w.vp, static_cast<daddr64_t>(r.lbn), static_cast<daddr64_t>(r.lbn + r.count));
   std::lock_guard g(w.ip->i_lock);
-  for (uint64_t lbn : drop) (void)ext2_free_range_locked(w.ip, lbn, lbn + 1);
+  for (const ext2_range& r : drop) (void)ext2_free_range_locked(w.ip, r.lbn, r.lbn + r.count);
 }
 
 // Zeroes the bytes between the old EOF and a write that starts past it, when they share the old EOF's
