@@ -224,12 +224,12 @@ int ext2_dirindex_open(ext2_inode_info* dp, uint64_t nblocks, dir_index_lock* ou
     err = ENOMEM;
   }
   if (err) {
+    // Too big, no memory, or a block that cannot be read (already logged): the scan still finds what it
+    // can reach, exactly as without an index, so a damaged block costs only the names it holds.
     drop(ix);
-    if (err == ENOSPC) {
-      ix->refused_nblocks = nblocks;
-      pool().refusals++;
-    }
-    return err == ENOSPC || err == ENOMEM ? 0 : err;
+    ix->refused_nblocks = nblocks;
+    if (err == ENOSPC) pool().refusals++;
+    return 0;
   }
   ix->refused_nblocks = 0;
   pool().builds++;

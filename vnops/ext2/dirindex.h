@@ -47,9 +47,11 @@ struct dir_index_lock {
 };
 
 // Opens dp's index for a directory of nblocks blocks (from its size, checked by the caller), building it
-// when missing or stale. Empty *out for a small directory, a refused one, or ENOMEM while building (the
-// scan still works). Errors: those of reading the directory's blocks (EIO + log line on corruption).
-// Caller: the directory's vnode lock (shared or exclusive), no i_lock.
+// when missing or stale. Empty *out for a small directory, a refused one, ENOMEM while building, or a
+// block that could not be read while building (EIO and its log line came from ext2_dir_bread): the scan
+// then finds what it can reach, as without an index, and the build is not retried until the directory's
+// size has doubled or halved. Never fails: returns 0. Caller: the directory's vnode lock (shared or
+// exclusive), no i_lock.
 int ext2_dirindex_open(ext2_inode_info* dp, uint64_t nblocks, dir_index_lock* out);
 
 // The logical blocks that may hold name (entries with the same hash), in no particular order.
