@@ -2,10 +2,14 @@
 // dirblock.h, which keeps a valid block valid, so a block we write is always one e2fsck accepts.
 #include "vnops/ext2/dir.h"
 
+#include "vnops/ext2/dirindex.h"
+
 #include <dirent.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace vnopfs::ext2 {
@@ -101,19 +105,45 @@ int ext2_dir_bread(ext2_inode_info* dp, uint64_t lbn, BufRef* bpp, uint32_t* pbn
   return 0;
 }
 
-int ext2_dir_lookup(ext2_inode_info* dp, std::string_view name, uint32_t* ino, dir_pos* pos) {
+namespace {
+
+// Looks for name in block lbn: 0 and *ino/*pos when there, ENOENT when not.
+int find_in_block(ext2_inode_info* dp, uint64_t lbn, std::string_view name, uint32_t* ino, dir_pos* pos) {
   ext2_mount* m = dp->i_mnt;
+  BufRef bp;
+  uint32_t pbn;
+  TRY(ext2_dir_bread(dp, lbn, &bp, &pbn));
+  auto slot = dirblock_find(reinterpret_cast<const uint8_t*>(bp.data()), m->m_block_size, m->m_filetype, name);
+  if (!slot) return ENOENT;
+  *ino = slot->ent.ino;
+  if (pos) *pos = dir_pos{lbn, pbn, *slot};
+  return 0;
+}
+
+}  // namespace
+
+int ext2_dir_lookup(ext2_inode_info* dp, std::string_view name, uint32_t* ino, dir_pos* pos) {
   uint64_t nblocks;
   TRY(dir_nblocks(dp, &nblocks));
+  // "." and ".." are in block 0, and rename looks up ".." in directories it has not locked: never the index.
+  if (name != "." && name != "..") {
+    dir_index_lock ix;
+    TRY(ext2_dirindex_open(dp, nblocks, &ix));
+    if (ix) {
+      std::vector<uint64_t> lbns;
+      ext2_dirindex_lookup(ix, name, &lbns);
+      ix.held.unlock();  // the vnode lock keeps the blocks as indexed
+      std::sort(lbns.begin(), lbns.end());  // the first match in directory order, as the scan finds it
+      for (uint64_t lbn : lbns) {
+        int err = find_in_block(dp, lbn, name, ino, pos);
+        if (err != ENOENT) return err;
+      }
+      return ENOENT;
+    }
+  }
   for (uint64_t lbn = 0; lbn < nblocks; lbn++) {
-    BufRef bp;
-    uint32_t pbn;
-    TRY(ext2_dir_bread(dp, lbn, &bp, &pbn));
-    auto slot = dirblock_find(reinterpret_cast<const uint8_t*>(bp.data()), m->m_block_size, m->m_filetype, name);
-    if (!slot) continue;
-    *ino = slot->ent.ino;
-    if (pos) *pos = dir_pos{lbn, pbn, *slot};
-    return 0;
+    int err = find_in_block(dp, lbn, name, ino, pos);
+    if (err != ENOENT) return err;
   }
   return ENOENT;
 }
@@ -128,29 +158,67 @@ int ext2_dir_add(ext2_inode_info* dp, std::string_view name, uint32_t ino, mode_
   TRY(dir_nblocks(dp, &nblocks));
   TRY(clear_index(dp));
   const uint8_t ft = ft_from_mode(uint16_t(mode));
-  for (uint64_t lbn = 0; lbn < nblocks; lbn++) {
+  const uint32_t bs = m->m_block_size;
+  dir_index_lock ix;
+  TRY(ext2_dirindex_open(dp, nblocks, &ix));
+  // Any failure once a block may have changed leaves the index behind: forget it, the next use rebuilds.
+  auto fail = [&ix](int err) {
+    if (ix) ext2_dirindex_drop(ix);
+    return err;
+  };
+  // Inserts into block lbn if it has room: 0, ENOSPC (no room), or an error.
+  auto try_block = [&](uint64_t lbn) -> int {
     BufRef bp;
     uint32_t pbn;
     TRY(ext2_dir_bread(dp, lbn, &bp, &pbn));
     uint8_t* blk = reinterpret_cast<uint8_t*>(bp.data());
-    auto room = dirblock_room(blk, m->m_block_size, m->m_filetype, uint32_t(name.size()));
-    if (!room) continue;
-    dirblock_insert(blk, m->m_block_size, m->m_filetype, *room, name, ino, ft);
+    auto room = dirblock_room(blk, bs, m->m_filetype, uint32_t(name.size()));
+    if (!room) return ENOSPC;
+    dirblock_insert(blk, bs, m->m_filetype, *room, name, ino, ft);
+    if (ix) ext2_dirindex_added(ix, name, lbn, dirblock_largest_room(blk, bs, m->m_filetype));
     TRY(write_block(dp, pbn, std::move(bp), sync));
-    return dir_touch(dp);
+    return 0;
+  };
+  if (ix) {
+    if (auto lbn = ext2_dirindex_room(ix, ext2_dir_rec_len(uint32_t(name.size())))) {
+      int err = try_block(*lbn);
+      if (err == 0) return dir_touch(dp);
+      ext2_dirindex_drop(ix);  // the index said room and the block disagrees, or the write failed
+      if (err != ENOSPC) return err;
+      ix = dir_index_lock{};
+      for (uint64_t lbn = 0; lbn < nblocks; lbn++) {  // the scan decides
+        err = try_block(lbn);
+        if (err == 0) return dir_touch(dp);
+        if (err != ENOSPC) return err;
+      }
+    }
+  } else {
+    for (uint64_t lbn = 0; lbn < nblocks; lbn++) {
+      int err = try_block(lbn);
+      if (err == 0) return dir_touch(dp);
+      if (err != ENOSPC) return err;
+    }
   }
   BufRef bp;
   uint32_t pbn;
   TRY(grow(dp, nblocks, ctx, &bp, &pbn));
-  dirblock_insert(reinterpret_cast<uint8_t*>(bp.data()), m->m_block_size, m->m_filetype, 0, name, ino, ft);
-  TRY(buf_bwrite(std::move(bp)));
-  return set_size_blocks(dp, nblocks + 1, sync);
+  uint8_t* blk = reinterpret_cast<uint8_t*>(bp.data());
+  dirblock_insert(blk, bs, m->m_filetype, 0, name, ino, ft);
+  uint32_t left = dirblock_largest_room(blk, bs, m->m_filetype);
+  if (int err = buf_bwrite(std::move(bp))) return fail(err);
+  if (int err = set_size_blocks(dp, nblocks + 1, sync)) return fail(err);
+  if (ix) ext2_dirindex_added(ix, name, nblocks, left);
+  return 0;
 }
 
 int ext2_dir_remove(ext2_inode_info* dp, const dir_pos& pos) {
   ext2_mount* m = dp->i_mnt;
   TRY(ext2_check_writable(m));
   TRY(clear_index(dp));
+  uint64_t nblocks;
+  TRY(dir_nblocks(dp, &nblocks));
+  dir_index_lock ix;
+  TRY(ext2_dirindex_open(dp, nblocks, &ix));
   BufRef bp;
   uint32_t pbn;
   TRY(ext2_dir_bread(dp, pos.lbn, &bp, &pbn));
@@ -158,8 +226,13 @@ int ext2_dir_remove(ext2_inode_info* dp, const dir_pos& pos) {
   // The lock held since the lookup guarantees the record is still there; check anyway, cheaply.
   auto now = dirblock_find(blk, m->m_block_size, m->m_filetype, pos.slot.ent.name);
   if (pbn != pos.pbn || !now || now->ent.offset != pos.slot.ent.offset) return ENOENT;
+  const std::string name(now->ent.name);  // a view into the block, which is about to change
   dirblock_remove(blk, m->m_block_size, *now);
-  TRY(buf_bwrite(std::move(bp)));
+  if (ix) ext2_dirindex_removed(ix, name, pos.lbn, dirblock_largest_room(blk, m->m_block_size, m->m_filetype));
+  if (int err = buf_bwrite(std::move(bp))) {
+    if (ix) ext2_dirindex_drop(ix);
+    return err;
+  }
   return dir_touch(dp);
 }
 
@@ -193,6 +266,7 @@ int ext2_dir_is_empty(ext2_inode_info* dp, bool* empty) {
 
 int ext2_dir_make(ext2_inode_info* dp, uint32_t parent, const vfs_context& ctx) {
   ext2_mount* m = dp->i_mnt;
+  ext2_dirindex_forget(dp);
   BufRef bp;
   uint32_t pbn;
   TRY(grow(dp, 0, ctx, &bp, &pbn));

@@ -6,6 +6,12 @@
 // flags) and never across ext2_bmap, which takes it itself. Directory blocks are metadata buffers of the
 // device vnode, by physical block.
 //
+// Searching: a directory of kDirIndexMinBlocks blocks or more gets an in-memory name index on first use
+// (dirindex.h: hash of each name -> its block, and the room left in each block), so lookup, add and remove
+// read one block whatever the directory's size; smaller ones, "." and "..", and directories whose index the
+// memory budget refuses are scanned block by block. Either way the blocks decide: the index only says where
+// to look, and the same block is chosen for an insert as the scan would choose.
+//
 // Validation: every block is checked with dirblock_check before its records are used, and every live entry
 // must name a usable inode (ext2_ino_ok); a directory size that is not a multiple of the block size, a hole,
 // or a block number outside the data area is corruption too. Each gives EIO after one log line naming the
@@ -16,7 +22,8 @@
 // the caller asks (rename writes the new name synchronously before removing the old); a removed entry is
 // written synchronously (the freed inode may not be reused while a name for it is still on disk).
 // EXT2_INDEX_FL is cleared (and the inode written) before the first change to a hashed directory: we read
-// htree directories linearly (their interior blocks look like empty records) but do not maintain the index.
+// htree directories linearly (their interior blocks look like empty records) but do not maintain the on-disk
+// htree (our own index is in memory only; e2fsck -fD rebuilds an htree offline).
 //
 // Readdir cookies: a cookie is the byte offset, inside the directory, of the next record to return (0 =
 // the start; "." and ".." are real records at offsets 0 and 12 of block 0). Records never move in ext2:

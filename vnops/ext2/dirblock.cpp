@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -114,6 +115,12 @@ std::optional<uint32_t> dirblock_room(const uint8_t* blk, uint32_t block_size, b
     if (it->rec_len - it->used() >= need) return it->offset;
   }
   return std::nullopt;
+}
+
+uint32_t dirblock_largest_room(const uint8_t* blk, uint32_t block_size, bool filetype) {
+  uint32_t best = 0;
+  for (dirblock_iter it(blk, block_size, filetype); it.valid(); it.next()) best = std::max(best, it->rec_len - it->used());
+  return best;
 }
 
 uint32_t dirblock_insert(uint8_t* blk, uint32_t block_size, bool filetype, uint32_t off,

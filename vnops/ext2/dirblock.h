@@ -96,6 +96,11 @@ uint32_t dirblock_resync(const uint8_t* blk, uint32_t block_size, bool filetype,
 std::optional<uint32_t> dirblock_room(const uint8_t* blk, uint32_t block_size, bool filetype,
                                       uint32_t name_len);
 
+// The largest entry size (ext2_dir_rec_len of a name) that dirblock_room would find room for in this block:
+// the most slack of any record (rec_len - used). An entry of name_len fits iff ext2_dir_rec_len(name_len)
+// <= this. 0 when no record has slack.
+uint32_t dirblock_largest_room(const uint8_t* blk, uint32_t block_size, bool filetype);
+
 // Inserts (name, ino, ft) into the record at `off` returned by dirblock_room. Returns the new entry's
 // offset. ft is written only with filetype.
 uint32_t dirblock_insert(uint8_t* blk, uint32_t block_size, bool filetype, uint32_t off,

@@ -161,6 +161,10 @@ bool ext2_group_has_super(const ext2_mount* m, uint32_t g);
 // ---------------------------------------------------------------------------------------------------------
 // In-core inode (inode.cpp)
 
+// The name index of a large directory (dirindex.h, ext2-namespace): freed with its inode.
+struct dir_index;
+struct dir_index_deleter { void operator()(dir_index* ix) const; };
+
 struct ext2_inode_info {
   ext2_mount* i_mnt = nullptr;      // [const]
   vnode* i_vnode = nullptr;         // [const] the vnode whose v_data this is
@@ -180,6 +184,8 @@ struct ext2_inode_info {
   // (ext2_extent_forget) before blocks are freed.
   std::mutex i_extent_lock;
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> i_extents;
+  // Directories: the name index (dirindex.h), created on first use [pointer: i_lock; contents: its own lock].
+  std::unique_ptr<dir_index, dir_index_deleter> i_dirindex;
 };
 
 inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
