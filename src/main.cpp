@@ -300,6 +300,7 @@ int serve(daemon_state& s) {
     unmount_fs(s);
     return 1;
   }
+  if (int e = fuse::install_kernel_io(se)) die_msg(std::string("INIT flags hook not installed: ") + std::strerror(e));
 
   std::unique_ptr<fuse::stats_writer> sw;
   if (!s.o.stats_path.empty()) {

@@ -87,6 +87,9 @@ enum : uint32_t {  // v_flag
   VROOT = 0x1,    // the root directory of its mount
   VSYSTEM = 0x2,  // the device vnode: metadata buffers by physical block
 };
+enum : uint32_t {  // v_facts: what the filesystem knows about the file, for answers without a VNOP
+  VX_NOSECXATTR = 0x1,  // no security.* extended attribute: getxattr of any security.* name is ENODATA
+};
 enum : uint32_t {  // v_lflag, guarded by the mount's vnode mutex
   VL_TERMINATE = 0x1,
   VL_DEAD = 0x2,
@@ -101,6 +104,11 @@ struct vnode {
   uint64_t v_id = 0;           // the key in the mount's vnode hash (ext2: the inode number)
   vnode_lock v_lock;
   vnode_bufs* v_bufs = nullptr;  // owned by the buffer cache; created on first use, freed at reclaim
+  // VX_* facts (Linux's S_NOSEC idea: the VFS skips a question the filesystem has answered once). Only the
+  // filesystem changes them: it sets a fact from what it has just read while holding the vnode lock (at
+  // least shared), and clears it (release) before a change that ends it can be seen, under the exclusive
+  // lock. Anyone may read them without a lock (acquire); 0 means "unknown, ask the VNOP".
+  std::atomic<uint32_t> v_facts{0};
 
   // guarded by mount::mnt_vnode_mutex
   uint32_t v_lflag = 0;

@@ -42,6 +42,9 @@ class inode_table {
   // The vnode of ino with +iocount (vnode_put it). An ino the kernel has already forgotten (NFS-style
   // file handles, lookups of "." and "..") is found again through VFS_VGET.
   int get(fuse_ino_t ino, vnode** vpp);
+  // The vnode's VX_* facts (vnode.h) if the table holds ino, else 0 ("unknown"). No iocount, no VNOP: the
+  // table's usecount keeps the vnode alive while the table lock is held.
+  uint32_t facts(fuse_ino_t ino);
   // Counts one lookup the kernel is about to get (entry reply, create, readdirplus). vp has an iocount.
   void add_lookup(vnode* vp);
   // Subtracts n lookups; the entry goes when nothing holds it.
@@ -78,6 +81,16 @@ struct handle {
   std::atomic<off_t> size_hint{0};
 };
 
+// What INIT negotiated, as the kernel saw it (kernelio.cpp fills it while INIT is answered; read after).
+struct kernel_init {
+  uint64_t add = 0;       // FUSE_* INIT bits ll_init wants that libfuse 3.14 would drop
+  uint64_t offered = 0;   // the kernel's INIT flags
+  uint64_t replied = 0;   // our reply's flags (0: the hook did not see INIT)
+  uint32_t major = 0, minor = 0;
+  uint32_t max_write = 0, max_pages = 0, max_readahead = 0;
+  std::atomic<uint64_t> unique{0};  // the INIT request's id until it is answered
+};
+
 struct frontend {
   mount* mp = nullptr;
   const config::options* opts = nullptr;
@@ -87,7 +100,15 @@ struct frontend {
   unsigned time_gran = 1;  // ns; 1e9 for 128-byte ext2 inodes (whole seconds)
   bool writeback = false;  // FUSE writeback cache granted by the kernel
   bool direct_io = false;  // kcache=none
+  kernel_init kinit;
 };
+
+// Installs the session's custom /dev/fuse I/O (kernelio.cpp), which sends the INIT flags libfuse 3.14
+// drops (parallel dirops, handle_killpriv). Call after fuse_session_mount, before the session loop.
+// Returns 0 or an errno; on failure the session keeps libfuse's own I/O (and the flags stay off).
+int install_kernel_io(fuse_session* se);
+// The FUSE_* INIT bits for the FUSE_CAP_* in want that libfuse 3.14 leaves out of its reply.
+uint64_t init_flags_libfuse_drops(unsigned want);
 
 // The ops table (session.cpp).
 const fuse_lowlevel_ops* lowlevel_ops();

@@ -35,6 +35,17 @@ int inode_table::get(fuse_ino_t ino, vnode** vpp) {
   return err;
 }
 
+uint32_t inode_table::facts(fuse_ino_t ino) {
+  std::lock_guard g(mu_);
+  vnode* vp = nullptr;
+  if (ino == FUSE_ROOT_ID) {
+    vp = root_;
+  } else if (auto it = map_.find(ino); it != map_.end()) {
+    vp = it->second.vp;
+  }
+  return vp ? vp->v_facts.load(std::memory_order_acquire) : 0;
+}
+
 void inode_table::add_lookup(vnode* vp) {
   fuse_ino_t ino = to_fuse(vp->v_id);
   if (ino == FUSE_ROOT_ID) return;  // pinned for the whole mount

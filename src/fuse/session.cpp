@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "src/fuse/frontend.h"
@@ -10,6 +11,59 @@ namespace vnopfs::fuse {
 
 frontend& fe(fuse_req_t req) { return *static_cast<frontend*>(fuse_req_userdata(req)); }
 
+namespace {
+
+// Supplementary groups as fuse_req_getgroups reads them (/proc/PID/task/PID/status: an open, a formatted
+// read of some 50 lines and a close, per request). A stat loop by a non-root user asked for them on every
+// LOOKUP; each worker thread now keeps the last few answers for kGroupsTtlNs, keyed by the caller's thread
+// id and credentials. A caller's setgroups(2) is therefore seen within that bound (the kernel sends the
+// thread's id; a reused id with the same uid and gid inside the bound is the only other way to be stale).
+constexpr uint64_t kGroupsTtlNs = 100'000'000;  // 100 ms
+constexpr size_t kGroupsSlots = 8;
+
+struct groups_slot {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  uint64_t at_ns = 0;
+  std::vector<gid_t> groups;
+};
+
+uint64_t mono_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void read_groups(fuse_req_t req, std::vector<gid_t>* out) {
+  out->clear();
+  gid_t small[64];
+  int n = fuse_req_getgroups(req, 64, small);
+  if (n > 64) {
+    std::vector<gid_t> big(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, n, big.data());
+    if (n > 0) out->assign(big.begin(), big.begin() + std::min<size_t>(static_cast<size_t>(n), big.size()));
+  } else if (n > 0) {
+    out->assign(small, small + n);
+  }
+}
+
+const std::vector<gid_t>& caller_groups(fuse_req_t req, const fuse_ctx* c) {
+  thread_local groups_slot slots[kGroupsSlots];
+  groups_slot& s = slots[static_cast<size_t>(c->pid) % kGroupsSlots];
+  uint64_t now = mono_ns();
+  if (s.pid != c->pid || s.uid != c->uid || s.gid != c->gid || s.at_ns == 0 || now - s.at_ns > kGroupsTtlNs) {
+    read_groups(req, &s.groups);
+    s.pid = c->pid;
+    s.uid = c->uid;
+    s.gid = c->gid;
+    s.at_ns = now ? now : 1;
+  }
+  return s.groups;
+}
+
+}  // namespace
+
 vfs_context make_context(fuse_req_t req, bool with_groups) {
   const fuse_ctx* c = fuse_req_ctx(req);
   vfs_context ctx;
@@ -17,18 +71,8 @@ vfs_context make_context(fuse_req_t req, bool with_groups) {
   ctx.gid = c->gid;
   ctx.pid = c->pid;
   ctx.umask = c->umask;
-  if (with_groups && c->uid != 0) {
-    // fuse_req_getgroups reads /proc/PID/task/TID/status: a few syscalls, so only where permissions matter.
-    gid_t small[64];
-    int n = fuse_req_getgroups(req, 64, small);
-    if (n > 64) {
-      std::vector<gid_t> big(static_cast<size_t>(n));
-      n = fuse_req_getgroups(req, n, big.data());
-      if (n > 0) ctx.groups.assign(big.begin(), big.begin() + std::min<size_t>(static_cast<size_t>(n), big.size()));
-    } else if (n > 0) {
-      ctx.groups.assign(small, small + n);
-    }
-  }
+  // Only where permissions matter, and not for root (uid 0 passes every check).
+  if (with_groups && c->uid != 0) ctx.groups = caller_groups(req, c);
   return ctx;
 }
 
@@ -99,12 +143,17 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_PARALLEL_DIROPS);    // lookups/readdirs of one directory in parallel: the vnode lock orders
   want(FUSE_CAP_CACHE_SYMLINKS);     // a symlink's target never changes
   want(FUSE_CAP_AUTO_INVAL_DATA);
+  // Killpriv (v1): the kernel stops clearing suid/sgid with a GETATTR + mode SETATTR of its own after a
+  // write, truncate or chown (fuse_setattr); ext2 already clears them in VNOP_WRITE, VNOP_SETATTR (size,
+  // owner) and VNOP_ALLOCATE as Linux's should_remove_suid decides. security.capability stays the
+  // kernel's (notify_change's ATTR_KILL_PRIV sends REMOVEXATTR). V2, which would also stop the GETXATTR
+  // per write, needs the daemon to remove capabilities itself: not asked for (libfuse 3.14 cannot anyway).
+  want(FUSE_CAP_HANDLE_KILLPRIV);
   // Splice buys nothing here: every byte is copied into the buffer cache anyway, and memory buffers map
-  // straight to iovecs. Killpriv stays the kernel's: it clears suid/sgid with a SETATTR (see setattr).
+  // straight to iovecs.
   unwant(FUSE_CAP_SPLICE_READ);
   unwant(FUSE_CAP_SPLICE_WRITE);
   unwant(FUSE_CAP_SPLICE_MOVE);
-  unwant(FUSE_CAP_HANDLE_KILLPRIV);
   unwant(FUSE_CAP_POSIX_ACL);
   if (o.kcache_mode == config::kcache::writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -114,6 +163,8 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     f->writeback = false;
   }
   conn->time_gran = f->time_gran;
+  // libfuse 3.14 drops these two from its reply; kernelio.cpp adds them (when installed).
+  f->kinit.add = init_flags_libfuse_drops(conn->want);
 }
 
 void ll_destroy(void*) {

@@ -52,9 +52,23 @@ int get_value(fuse_req_t req, size_t size, Get get) {
   return 0;
 }
 
+// The kernel asks for security.capability before every write(2) (file_remove_privs: FUSE never gets
+// S_NOSEC without HANDLE_KILLPRIV_V2). A file the filesystem knows has no security.* attribute gets ENODATA
+// at once: no credentials, no vnode lock, no VNOP (so the stats layer does not count these). Only
+// well-formed names, whose answer cannot be EINVAL/ERANGE, and only security.*, whose reads need no
+// permission (Linux's xattr_permission).
+bool known_absent(frontend& f, fuse_ino_t ino, const char* name) {
+  constexpr size_t kPrefix = sizeof("security.") - 1;
+  if (std::strncmp(name, "security.", kPrefix) != 0) return false;
+  size_t n = std::strlen(name);
+  if (n == kPrefix || n > 255) return false;
+  return (f.inodes->facts(ino) & VX_NOSECXATTR) != 0;
+}
+
 int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   frontend& f = fe(req);
   if (is_acl_name(name)) return ENODATA;
+  if (known_absent(f, ino, name)) return ENODATA;
   vfs_context ctx = make_context(req, true);
   vref vp;
   TRY(f.inodes->get(ino, vp.out()));

@@ -8,6 +8,10 @@
 // block (written before the inode points to it), then the old block loses one reference. The refcount is
 // read and decided on while its buffer is held busy, so two sharers cannot both decide to copy and leak it.
 //
+// VX_NOSECXATTR (vnode.h) is set whenever a getxattr or listxattr has read every attribute and found no
+// security.* one, and cleared by a setxattr of a security.* name before it writes: the FUSE frontend answers
+// the kernel's security.capability question before every write(2) from it, without a VNOP.
+//
 // Errors and permissions are Linux's (fs/xattr.c xattr_permission, fs/ext2/xattr.c): ERANGE for a name
 // over 255 bytes or a value larger than a block, E2BIG over 64 KiB, ENOSPC when the block is full,
 // ENODATA for a missing name, EEXIST/ENODATA for XATTR_OPT_CREATE/REPLACE, EOPNOTSUPP for a namespace we
@@ -247,6 +251,13 @@ int set_or_remove(ext2_inode_info* ip, const xattr_name& n, const std::string* v
   return 0;
 }
 
+// VX_NOSECXATTR from a full read of the inode's attributes. [vnode lock held, at least shared]
+void note_security_fact(vnode* vp, const std::vector<xattr_item>& items) {
+  bool none = std::none_of(items.begin(), items.end(),
+                           [](const xattr_item& it) { return it.index == EXT2_XATTR_INDEX_SECURITY; });
+  if (none) vp->v_facts.fetch_or(VX_NOSECXATTR, std::memory_order_release);
+}
+
 int copy_out(const std::string& data, uio* uio, size_t* sizep) {
   if (uio == nullptr) {
     if (sizep) *sizep = data.size();
@@ -266,6 +277,7 @@ int ext2_vnop_getxattr(vnop_getxattr_args* ap) try {
   TRY(xattr_permission(ip, n, false, *ap->a_context));
   std::vector<xattr_item> items;
   TRY(read_all(ip, &items));
+  note_security_fact(ap->a_vp, items);
   auto it = find_item(items, n);
   if (it == items.end()) return ENODATA;
   return copy_out(it->value, ap->a_uio, ap->a_size);
@@ -277,6 +289,7 @@ int ext2_vnop_listxattr(vnop_listxattr_args* ap) try {
   ext2_inode_info* ip = VTOI(ap->a_vp);
   std::vector<xattr_item> items;
   TRY(read_all(ip, &items));
+  note_security_fact(ap->a_vp, items);
   std::string list;
   for (const xattr_item& it : items) {
     xattr_name n{it.index, it.name};
@@ -302,6 +315,8 @@ int ext2_vnop_setxattr(vnop_setxattr_args* ap) try {
   TRY(xattr_permission(ip, n, true, *ap->a_context));
   std::string value(size, '\0');
   if (size) TRY(uiomove(value.data(), size, ap->a_uio));
+  // Cleared before the attribute can be read back (and left cleared if the set fails: "unknown" is safe).
+  if (n.index == EXT2_XATTR_INDEX_SECURITY) ap->a_vp->v_facts.fetch_and(~uint32_t{VX_NOSECXATTR}, std::memory_order_release);
   return set_or_remove(ip, n, &value, ap->a_options, *ap->a_context);
 } catch (const std::bad_alloc&) {
   return ENOMEM;
