@@ -15,9 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "ext2/ns_mount.h"
+#include "ext2/support/path_fs.h"
 
 using namespace vnopfs;
+using namespace ext2test;
 
 namespace {
 
@@ -94,10 +95,10 @@ struct walker {
 
   void walk(vnode* dvp, int depth, bool is_root) {
     if (depth > 24 || out_of_time()) return;
-    std::vector<ns_dirent> ents;
+    std::vector<dir_entry> ents;
     int eof = 0, err;
     auto fill = [](void* p, const dirent_entry& e) -> int {
-      auto* v = static_cast<std::vector<ns_dirent>*>(p);
+      auto* v = static_cast<std::vector<dir_entry>*>(p);
       if (v->size() > 20000) return 1;
       v->push_back({std::string(e.name), e.ino, e.d_type, e.next_cookie});
       return 0;
@@ -107,7 +108,7 @@ struct walker {
       err = VNOP_READDIR(dvp, uint64_t(0), +fill, static_cast<void*>(&ents), &eof, K());
     }
     note(err);
-    for (const ns_dirent& e : ents) {
+    for (const dir_entry& e : ents) {
       if (e.name == "." || e.name == ".." || out_of_time()) continue;
       componentname cn{e.name.data(), e.name.size()};
       vnode* vp = nullptr;
@@ -129,7 +130,7 @@ struct walker {
 
 // A little writing in the root: a new file with data and an xattr, a directory made and removed, one
 // existing file removed.
-void write_a_little(ns_fs& fs, const walk_stats& st) {
+void write_a_little(path_fs& fs, const walk_stats& st) {
   (void)fs.create("vnopfs_new");
   (void)fs.write("vnopfs_new", 0, std::string(10000, 'n'));
   (void)fs.setxattr("vnopfs_new", "user.v", "x");
@@ -142,13 +143,13 @@ void write_a_little(ns_fs& fs, const walk_stats& st) {
 bool repairable(const std::string& img, std::string* log) {
   for (int pass = 0; pass < 4; pass++) {
     int rc;
-    std::string out = ns_sh("timeout 60 e2fsck -fy " + img + " 2>&1", &rc);
+    std::string out = sh("timeout 60 e2fsck -fy " + img + " 2>&1", &rc);
     *log += out;
     if (rc >= 4) return false;
     if (rc == 0) break;
   }
   int rc;
-  *log += ns_sh("timeout 60 e2fsck -fn " + img + " 2>&1", &rc);
+  *log += sh("timeout 60 e2fsck -fn " + img + " 2>&1", &rc);
   return rc == 0;
 }
 
@@ -162,10 +163,10 @@ struct outcome {
 outcome exercise(const std::string& img, double budget_s = 20) {
   outcome o;
   std::string pristine = img + ".pristine", log;
-  ns_sh("cp " + img + " " + pristine);
+  sh_ok("cp " + img + " " + pristine);
   o.pristine_ok = repairable(pristine, &log);
   {
-    auto fs = ns_fs::adopt(img, &o.mount_err);
+    auto fs = path_fs::adopt(img, &o.mount_err);
     if (o.mount_err == 0) {
       walker w;
       w.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int(budget_s * 1000));
@@ -188,7 +189,7 @@ outcome exercise(const std::string& img, double budget_s = 20) {
 
 std::vector<std::string> image_names() {
   std::vector<std::string> v;
-  for (const std::string& f : ns_split(ns_sh("ls " + kImages))) {
+  for (const std::string& f : words(sh_ok("ls " + kImages))) {
     if (f.size() > 7 && f.substr(f.size() - 7) == ".img.gz") v.push_back(f.substr(0, f.size() - 7));
   }
   return v;
@@ -207,9 +208,9 @@ TEST_CASE("e2fsprogs' damaged images: refused or EIO, never a crash, always as r
   int refused = 0, mounted = 0, with_eio = 0, repaired = 0, pristine_repairable = 0, bounded = 0;
   for (const std::string& name : names) {
     INFO(name);
-    ns_tmpdir tmp;
+    tmpdir tmp;
     std::string img = tmp.path + "/" + name + ".img";
-    ns_sh("gunzip -c " + kImages + "/" + name + ".img.gz > " + img);
+    sh_ok("gunzip -c " + kImages + "/" + name + ".img.gz > " + img);
     outcome o = exercise(img, 10);
     if (o.mount_err) refused++; else mounted++;
     if (o.st.eio) with_eio++;
@@ -236,13 +237,13 @@ struct damage {
 };
 
 // A small populated image: dirs with many entries, symlinks, a file with an xattr block.
-std::string populated_image(ns_tmpdir& tmp, const std::string& opts) {
+std::string populated_image(tmpdir& tmp, const std::string& opts) {
   std::string src = tmp.path + "/src", img = tmp.path + "/img";
-  ns_sh("mkdir -p " + src + "/d/sub && cd " + src + " && for i in $(seq 1 60); do echo data$i > d/file_$i; done"
+  sh_ok("mkdir -p " + src + "/d/sub && cd " + src + " && for i in $(seq 1 60); do echo data$i > d/file_$i; done"
         " && ln -s file_1 d/link && ln -s " + std::string(300, 'L') + " d/longlink && echo top > top");
-  ns_sh("mke2fs -q -F -t ext2 " + opts + " -d " + src + " " + img + " 4M");
-  ns_debugfs_w(img, "ea_set /top user.a " + std::string(200, 'a'));
-  ns_debugfs_w(img, "ea_set /d/file_1 user.b b");
+  sh_ok("mke2fs -q -F -t ext2 " + opts + " -d " + src + " " + img + " 4M");
+  debugfs_w(img, "ea_set /top user.a " + std::string(200, 'a'));
+  debugfs_w(img, "ea_set /d/file_1 user.b b");
   return img;
 }
 
@@ -265,17 +266,17 @@ TEST_CASE("images damaged with debugfs -w give EIO on the bad object and stay re
   for (const char* opts : {"-b 1024 -I 128", "-b 4096 -I 256"}) {
     for (const damage& c : cases) {
       INFO(opts << ": " << c.what);
-      ns_tmpdir tmp;
+      tmpdir tmp;
       std::string img = populated_image(tmp, opts);
-      for (const std::string& r : c.requests) ns_debugfs_w(img, r);
+      for (const std::string& r : c.requests) debugfs_w(img, r);
       // the object itself answers EIO (checked on a scratch copy mounted alone)
       if (*c.path) {
         std::string probe = img + ".probe";
-        ns_sh("cp " + img + " " + probe);
+        sh_ok("cp " + img + " " + probe);
         int merr;
-        auto fs = ns_fs::adopt(probe, &merr);
+        auto fs = path_fs::adopt(probe, &merr);
         if (merr == 0) {
-          std::vector<ns_dirent> ents;
+          std::vector<dir_entry> ents;
           std::string data;
           vnode_attr va;
           vnode* vp;
@@ -306,26 +307,26 @@ TEST_CASE("random byte flips in directory, inode-table and xattr blocks", "[corr
   int rounds = 24, worse = 0;
   for (int round = 0; round < rounds; round++) {
     INFO("seed " << seed << " round " << round);
-    ns_tmpdir tmp;
+    tmpdir tmp;
     std::string img = populated_image(tmp, round % 2 ? "-b 4096 -I 256" : "-b 1024 -I 128");
     const uint32_t bs = round % 2 ? 4096 : 1024;
     // metadata blocks: the directories' blocks, the first inode-table block, the xattr block of /top
     std::vector<uint64_t> blocks;
     for (const char* d : {"/", "/d", "/d/sub"}) {
-      for (const std::string& w : ns_split(ns_debugfs(img, std::string("blocks ") + d))) blocks.push_back(std::stoull(w));
+      for (const std::string& w : words(debugfs(img, std::string("blocks ") + d))) blocks.push_back(std::stoull(w));
     }
     std::smatch m;
-    std::string gd = ns_sh("dumpe2fs " + img + " 2>/dev/null | grep -m1 'Inode table at'");
+    std::string gd = sh_ok("dumpe2fs " + img + " 2>/dev/null | grep -m1 'Inode table at'");
     if (std::regex_search(gd, m, std::regex("Inode table at (\\d+)"))) blocks.push_back(std::stoull(m[1]));
-    std::string st = ns_debugfs(img, "stat /top");
+    std::string st = debugfs(img, "stat /top");
     if (std::regex_search(st, m, std::regex("File ACL: (\\d+)")) && m[1] != "0") blocks.push_back(std::stoull(m[1]));
     REQUIRE(!blocks.empty());
     for (int k = 0, n = 1 + int(rng() % 8); k < n; k++) {
       uint64_t b = blocks[rng() % blocks.size()];
-      auto data = ns_read_block(img, b, bs);
+      auto data = read_block(img, b, bs);
       size_t off = rng() % bs;
       data[off] ^= uint8_t(1 + rng() % 255);
-      ns_write_block(img, b, data);
+      write_block(img, b, data);
     }
     outcome o = exercise(img, 10);
     CHECK_FALSE(o.st.timed_out);
