@@ -33,22 +33,16 @@ enum class vtype : uint8_t { VNON, VREG, VDIR, VBLK, VCHR, VLNK, VSOCK, VFIFO };
 vtype vtype_from_mode(mode_t mode);
 const char* vtype_name(vtype t);
 
-// ioflag bits for VNOP_READ / VNOP_WRITE, XNU's names and values (bsd/sys/vnode.h).
+// ioflag bits for VNOP_READ / VNOP_WRITE, XNU's names and values (bsd/sys/vnode.h); only the bits vnopfs
+// sets or reads are defined (XNU's others: IO_NDELAY, IO_NOZEROFILL, IO_NOZEROVALID, IO_CLOSE, IO_DEFWRITE, ...).
 enum : int {
   IO_UNIT = 0x0001,         // all or nothing: on error, size and uio are restored
   IO_APPEND = 0x0002,       // write at end of file (offset taken under the exclusive vnode lock)
   IO_SYNC = 0x0004,         // data and the metadata needed to reach it are stable before return
-  IO_NODELOCKED = 0x0008,   // the caller already holds the vnode lock (always true here; kept for names)
-  IO_NDELAY = 0x0010,
-  IO_NOZEROFILL = 0x0020,   // do not zero-fill newly allocated blocks (unused by ext2: it always zeroes)
   IO_TAILZEROFILL = 0x0040, // zero [end of write, tailOff) in the last block
   IO_HEADZEROFILL = 0x0080, // zero [headOff, start of write) in the first block
-  IO_NOZEROVALID = 0x0100,
-  IO_NOZERODIRTY = 0x0200,
-  IO_CLOSE = 0x0400,
   IO_NOCACHE = 0x0800,      // the data does not stay in the cache (written through, buffers released)
   IO_RAOFF = 0x1000,        // no read-ahead for this read
-  IO_DEFWRITE = 0x2000,     // defer the write if the vnode has too many writes in flight
   IO_DSYNC = 0x4000,        // IO_SYNC for the data and only the metadata needed to read it (O_DSYNC)
 };
 
@@ -141,6 +135,25 @@ int vfs_hash_insert(vnode* vp, vnode** existing);
 // than one vnode lock. vn_unlock_pair releases what vn_lock_pair took.
 void vn_lock_pair(vnode* a, vnode* b);
 void vn_unlock_pair(vnode* a, vnode* b);
+
+// Holds one iocount (vnode_get/vnode_put) for a scope: what a lookup or vget returned is put when the
+// holder goes. out() hands the slot to a call that returns a vnode with +iocount. Not FreeBSD's vref(),
+// which takes a usecount.
+class iocount_ref {
+ public:
+  iocount_ref() = default;
+  explicit iocount_ref(vnode* vp) : vp_(vp) {}
+  ~iocount_ref() { reset(); }
+  iocount_ref(const iocount_ref&) = delete;
+  iocount_ref& operator=(const iocount_ref&) = delete;
+  iocount_ref(iocount_ref&& o) noexcept : vp_(o.vp_) { o.vp_ = nullptr; }
+  vnode* get() const { return vp_; }
+  vnode** out() { reset(); return &vp_; }
+  void reset() { if (vp_) vnode_put(vp_); vp_ = nullptr; }
+  explicit operator bool() const { return vp_ != nullptr; }
+ private:
+  vnode* vp_ = nullptr;
+};
 
 // RAII guards for the vnode lock.
 class vn_exclusive {

@@ -11,7 +11,7 @@
 // checks every vnode argument against the op's entry and exit columns; a mismatch calls the lock-violation
 // handler (default: print and abort; tests install their own).
 //
-// Return: 0 or an errno. Contracts of the data ops (see DESIGN.md section 2):
+// Return: 0 or an errno. Contracts of the data ops (see docs/design.md, "The contracts"):
 //   VNOP_WRITE  advances the uio by what was written; a short write is success; IO_UNIT restores size and
 //               uio on error; EFBIG past the maximum file size; ENOSPC/EDQUOT with nothing written.
 //   VNOP_READ   stops at EOF (0 with nothing moved), holes read as zeros.
@@ -115,16 +115,7 @@ using vnop_fn = int (*)(void* args);
 // ---- generated: slot indices
 enum vnop_index : int {
 #define VNOP_BEGIN(name, NAME, def) VNOP_IDX_##NAME,
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
   VNOP_COUNT
 };
 
@@ -137,41 +128,18 @@ enum vnop_index : int {
 #define VNOP_ARG(t, f) t f;
 #define VNOP_END(name, NAME) };
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 // Maps an args struct type to its descriptor: vnop_desc_of<vnop_write_args>() == vnop_write_desc.
 template <class A> const vnodeop_desc& vnop_desc_of();
 #define VNOP_BEGIN(name, NAME, def) \
   template <> inline const vnodeop_desc& vnop_desc_of<vnop_##name##_args>() { return vnop_##name##_desc; }
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 // ---- generated: the named defaults err_<op> (ENOTSUP) and nop_<op> (0)
 #define VNOP_BEGIN(name, NAME, def) \
   int err_##name(vnop_##name##_args* ap); \
   int nop_##name(vnop_##name##_args* ap);
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 // The descriptor list, indexed by slot.
 extern const vnodeop_desc* const vnop_descs[VNOP_COUNT];
@@ -253,15 +221,6 @@ inline int vnop_invoke(A& a) {
     vnop_##name##_args a{&vnop_##name##_desc, args...};             \
     return detail::vnop_invoke(a);                                  \
   }
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 }  // namespace vnopfs

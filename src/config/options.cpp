@@ -280,18 +280,20 @@ std::string usage() {
       "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT as root).\n";
 }
 
-int parse_command_line(int argc, char** argv, options* o) {
+std::string version() { return std::string("vnopfs ") + VNOPFS_VERSION + "\n"; }
+
+std::string parse_command_line(int argc, char** argv, options* o) {
   std::vector<std::string> positional;
   std::vector<std::string> opts;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--help" || a == "-h") { std::fputs(usage().c_str(), stdout); return -1; }
-    if (a == "--version" || a == "-V") { std::printf("vnopfs %s\n", VNOPFS_VERSION); return -1; }
+    if (a == "--help" || a == "-h") { o->act = options::action::help; return {}; }
+    if (a == "--version" || a == "-V") { o->act = options::action::version; return {}; }
     if (a == "-f") { o->foreground = true; continue; }
     if (a == "-d" || a == "--debug") { o->debug = true; o->foreground = true; continue; }
     if (a == "-s") continue;  // single-threaded in libfuse's helpers; we always run multi-threaded
     if (a == "-o") {
-      if (i + 1 >= argc) { std::fprintf(stderr, "vnopfs: -o needs an argument\n"); return 1; }
+      if (i + 1 >= argc) return "-o needs an argument";
       for (auto& s : split_opts(argv[++i])) opts.push_back(s);
       continue;
     }
@@ -299,32 +301,24 @@ int parse_command_line(int argc, char** argv, options* o) {
       for (auto& s : split_opts(a.substr(2))) opts.push_back(s);
       continue;
     }
-    if (a.size() > 1 && a[0] == '-') {
-      std::fprintf(stderr, "vnopfs: unknown argument '%s' (see vnopfs --help)\n", a.c_str());
-      return 1;
-    }
+    if (a.size() > 1 && a[0] == '-') return "unknown argument '" + a + "' (see vnopfs --help)";
     positional.push_back(a);
   }
-  if (positional.size() != 2) {
-    std::fprintf(stderr, "vnopfs: expected IMAGE and MOUNTPOINT (see vnopfs --help)\n");
-    return 1;
-  }
+  if (positional.size() != 2) return "expected IMAGE and MOUNTPOINT (see vnopfs --help)";
   o->image = positional[0];
   o->mountpoint = positional[1];
   // config= first, so every other -o option wins over the file.
   for (auto& s : opts) {
     if (s.rfind("config=", 0) != 0) continue;
     std::string path = s.substr(7);
-    if (path.empty()) { std::fprintf(stderr, "vnopfs: option 'config' needs a value\n"); return 1; }
-    std::string err = apply_config_file(o, path);
-    if (!err.empty()) { std::fprintf(stderr, "vnopfs: %s\n", err.c_str()); return 1; }
+    if (path.empty()) return "option 'config' needs a value";
+    if (std::string err = apply_config_file(o, path); !err.empty()) return err;
   }
   for (auto& s : opts) {
     if (s.rfind("config=", 0) == 0) continue;
-    std::string err = apply_option(o, s);
-    if (!err.empty()) { std::fprintf(stderr, "vnopfs: %s\n", err.c_str()); return 1; }
+    if (std::string err = apply_option(o, s); !err.empty()) return err;
   }
-  return 0;
+  return {};
 }
 
 }  // namespace vnopfs::config

@@ -20,6 +20,8 @@ enum class kcache { none, writethrough, writeback };
 enum class backend { file, uring };
 
 struct options {
+  // What the command line asks for: mount (the default), or print the usage or the version and exit.
+  enum class action { mount, help, version } act = action::mount;
   std::string image;        // absolute (realpath) once validated
   std::string mountpoint;   // absolute (realpath) once validated
   bool foreground = false;  // -f
@@ -46,9 +48,10 @@ struct options {
   std::vector<std::string> kernel_opts;
 };
 
-// Parses argv. On success returns 0 and fills *o; on --help/--version prints and returns -1 (exit 0);
-// on error prints one line "vnopfs: ..." to stderr and returns 1. Does not look at the image or mountpoint.
-int parse_command_line(int argc, char** argv, options* o);
+// Parses argv into *o. Returns "" or the error message (printed by the caller as "vnopfs: MESSAGE"; the
+// start-up convention of src/daemon/daemon.h). --help/--version set o->act and stop parsing. Does not
+// look at the image or mountpoint.
+std::string parse_command_line(int argc, char** argv, options* o);
 
 // Applies one "key" or "key=value" option (from -o). Returns an empty string or the error message.
 std::string apply_option(options* o, const std::string& opt);
@@ -62,7 +65,8 @@ bool parse_size(const std::string& s, size_t* out);
 const char* kcache_name(kcache k);
 const char* backend_name(backend b);
 
-// The usage text of --help.
+// The usage text of --help, and the version line of --version.
 std::string usage();
+std::string version();
 
 }  // namespace vnopfs::config

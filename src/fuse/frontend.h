@@ -150,22 +150,7 @@ inline void run_noreply(fuse_req_t req, F&& f) noexcept {
   fuse_reply_none(req);
 }
 
-// RAII iocount.
-class vref {
- public:
-  vref() = default;
-  explicit vref(vnode* vp) : vp_(vp) {}
-  ~vref() { reset(); }
-  vref(const vref&) = delete;
-  vref& operator=(const vref&) = delete;
-  vref(vref&& o) noexcept : vp_(o.vp_) { o.vp_ = nullptr; }
-  vnode* get() const { return vp_; }
-  vnode** out() { reset(); return &vp_; }
-  void reset() { if (vp_) vnode_put(vp_); vp_ = nullptr; }
-  explicit operator bool() const { return vp_ != nullptr; }
- private:
-  vnode* vp_ = nullptr;
-};
+using vref = vnopfs::iocount_ref;  // include/vnopfs/vnode.h
 
 // Handler groups (node.cpp, file.cpp, dir.cpp, xattr.cpp).
 void ll_lookup(fuse_req_t, fuse_ino_t, const char*);

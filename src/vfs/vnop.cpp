@@ -15,16 +15,7 @@ namespace vnopfs {
 #define VNOP_BEGIN(name, NAME, def) \
   int err_##name(vnop_##name##_args*) { return ENOTSUP; } \
   int nop_##name(vnop_##name##_args*) { return 0; }
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 namespace {
 #pragma GCC diagnostic push
@@ -34,51 +25,23 @@ namespace {
 #define VNOP_BEGIN(name, NAME, def) \
   struct name##_meta { using A = vnop_##name##_args; static constexpr int vp_offsets[] = {
 #define VNOP_VP(t, f, in, out) static_cast<int>(offsetof(A, f)),
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
 #define VNOP_END(name, NAME) VDESC_NO_OFFSET}; };
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 #define VNOP_BEGIN(name, NAME, def) struct name##_entry { static constexpr lockstate v[] = {
 #define VNOP_VP(t, f, in, out) lockstate::in,
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
 #define VNOP_END(name, NAME) lockstate::X}; };
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 #define VNOP_BEGIN(name, NAME, def) struct name##_exit { static constexpr lockstate v[] = {
 #define VNOP_VP(t, f, in, out) lockstate::out,
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
 #define VNOP_END(name, NAME) lockstate::X}; };
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 #define VNOP_BEGIN(name, NAME, def) struct name##_buf { using A = vnop_##name##_args; static constexpr int off = -1
-#define VNOP_VP(t, f, in, out)
 #define VNOP_BUF(t, f) + 1 + static_cast<int>(offsetof(A, f))
-#define VNOP_ARG(t, f)
 #define VNOP_END(name, NAME) ; };
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 #pragma GCC diagnostic pop
 }  // namespace
@@ -88,29 +51,11 @@ namespace {
   const vnodeop_desc vnop_##name##_desc = {                                                   \
       VNOP_IDX_##NAME, #name, reinterpret_cast<int (*)(void*)>(&def##_##name),               \
       name##_meta::vp_offsets, name##_entry::v, name##_exit::v, name##_buf::off};
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 
 const vnodeop_desc* const vnop_descs[VNOP_COUNT] = {
 #define VNOP_BEGIN(name, NAME, def) &vnop_##name##_desc,
-#define VNOP_VP(t, f, in, out)
-#define VNOP_BUF(t, f)
-#define VNOP_ARG(t, f)
-#define VNOP_END(name, NAME)
 #include "vnopfs/vnop.def"
-#undef VNOP_BEGIN
-#undef VNOP_VP
-#undef VNOP_BUF
-#undef VNOP_ARG
-#undef VNOP_END
 };
 
 const vnodeop_desc* vnop_desc_by_name(std::string_view name) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Includes point downward only (DESIGN.md section 1): src/dev knows no VFS, cache, table or FUSE; cache/
+# Includes point downward only (docs/design.md, "Layers"): src/dev knows no VFS, cache, table or FUSE; cache/
 # knows no ext2, layers or FUSE; nothing below src/fuse includes a FUSE header. Prints each offending line.
 set -u
 cd "$(dirname "$0")/../.."

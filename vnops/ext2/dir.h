@@ -17,10 +17,10 @@
 // or a block number outside the data area is corruption too. Each gives EIO after one log line naming the
 // directory inode, the block and the field (ext2_corrupt).
 //
-// Write order (DESIGN.md 5b, soft-updates rules): a new directory block is written (bwrite) before the
-// inode that points to it grows over it; an added entry is written with bdwrite by default, or bwrite when
-// the caller asks (rename writes the new name synchronously before removing the old); a removed entry is
-// written synchronously (the freed inode may not be reused while a name for it is still on disk).
+// Write order (docs/design.md, "Durability without a journal"): a new directory block is written (bwrite)
+// before the inode that points to it grows over it; an added entry is written with bdwrite by default, or
+// bwrite when the caller asks (rename writes the new name synchronously before removing the old); a removed
+// entry is written synchronously (the freed inode may not be reused while a name for it is still on disk).
 // EXT2_INDEX_FL is cleared (and the inode written) before the first change to a hashed directory: we read
 // htree directories linearly (their interior blocks look like empty records) but do not maintain the on-disk
 // htree (our own index is in memory only; e2fsck -fD rebuilds an htree offline).

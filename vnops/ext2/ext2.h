@@ -1,4 +1,4 @@
-// ext2.h: the internal API of vnops/ext2, shared by its files (ext2-core and ext2-namespace).
+// ext2.h: the internal API of vnops/ext2, shared by its files.
 //
 // Objects
 // - ext2_mount (mount::mnt_data): the in-core superblock and group descriptors, geometry, per-group locks.
@@ -26,10 +26,6 @@
 //
 // Errors are errno values; nothing throws out of vnops/ext2 (std::bad_alloc is caught at VNOP boundaries
 // and becomes ENOMEM). Corruption: ext2_corrupt() logs one line and returns EIO.
-//
-// How ext2-namespace asks for something: add a declaration with a contract comment to the REQUESTS section
-// at the end of this file (commit it on your branch, land it with a stub-free caller or none), and ext2-core
-// implements it. Do not implement ext2-core's files yourself unless agreed in that comment.
 #pragma once
 
 #include <sys/stat.h>
@@ -311,7 +307,7 @@ int ext2_bmap_locked(ext2_inode_info* ip, uint64_t lbn, int flags, uint32_t* pbn
                      uint32_t* run, bool* isnew, ext2_reservation* res = nullptr);
 // How many blocks (data + indirect) allocating every hole of [first, last) would take. [i_lock]
 int ext2_bmap_count_missing(ext2_inode_info* ip, uint64_t first, uint64_t last, uint64_t* count);
-// Directory helper for ext2-namespace: ext2_bmap_locked under i_lock. Read a directory block with
+// For directories: ext2_bmap_locked under i_lock. Read a directory block with
 // buf_meta_bread(m->m_devvp, pbn, &bp); after changing it, buf_bdwrite (or buf_bwrite). A new directory
 // block comes back zeroed on disk when flags has EXT2_BMAP_ZERO; size changes are the caller's
 // (ext2_i_set_size under i_lock).
@@ -393,7 +389,7 @@ bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx);
 int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
 
 // ---------------------------------------------------------------------------------------------------------
-// VNOPs of ext2-core (table.cpp names them)
+// VNOPs of files (table.cpp names them)
 int ext2_vnop_read(vnop_read_args* ap);
 int ext2_vnop_write(vnop_write_args* ap);
 int ext2_vnop_fsync(vnop_fsync_args* ap);
@@ -408,7 +404,7 @@ int ext2_vnop_inactive(vnop_inactive_args* ap);
 int ext2_vnop_reclaim(vnop_reclaim_args* ap);
 
 // ---------------------------------------------------------------------------------------------------------
-// VNOPs of ext2-namespace (declared by ext2-namespace below; table.cpp's marked section names them)
+// VNOPs of the namespace (table.cpp names them)
 // namei.cpp: names. Every op that takes a name refuses one longer than EXT2_NAME_LEN with ENAMETOOLONG.
 int ext2_vnop_lookup(vnop_lookup_args* ap);
 int ext2_vnop_create(vnop_create_args* ap);
@@ -427,16 +423,5 @@ int ext2_vnop_getxattr(vnop_getxattr_args* ap);
 int ext2_vnop_setxattr(vnop_setxattr_args* ap);
 int ext2_vnop_listxattr(vnop_listxattr_args* ap);
 int ext2_vnop_removexattr(vnop_removexattr_args* ap);
-
-// ---------------------------------------------------------------------------------------------------------
-// REQUESTS (ext2-namespace -> ext2-core): declarations with a contract comment; ext2-core implements them.
-//
-// R1-R3: done by ext2-core (m_rename_lock in ext2_mount; inactive frees through ext2_has_blockmap and
-//     releases the xattr block of every freed inode; VNOP_FSYNC of any vnode writes its noted blocks).
-//   R1 rename.cpp takes m_rename_lock before any vnode lock; nothing else takes it.
-//   R2 namei.cpp relies on inactive freeing the last link's inode (blocks, xattr block) for remove, rmdir
-//      and rename over a name.
-//   R3 dir.cpp notes every directory block it bdwrites (ext2_note_meta_dirty), so fsync of a directory
-//      makes its entries stable.
 
 }  // namespace vnopfs::ext2

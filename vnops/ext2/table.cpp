@@ -1,11 +1,11 @@
 // table.cpp: the ext2 VNOP table.
 //
 // Ops that exist (everything else falls to the vnop.def default: err_* = ENOTSUP, nop_* = 0):
-//   ext2-core:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
-//                   allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE),
-//                   inactive, reclaim.
-//   ext2-namespace: the section marked below (lookup, create, mknod, mkdir, rmdir, remove, link, symlink,
-//                   readlink, readdir, rename, getxattr/setxattr/listxattr/removexattr).
+//   files:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
+//               allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE),
+//               inactive, reclaim.
+//   namespace:  lookup, create, mknod, mkdir, rmdir, remove, link, symlink, readlink, readdir, rename,
+//               getxattr/setxattr/listxattr/removexattr.
 // open/close are nop (ext2 keeps no per-open state).
 //
 // Locking for callers (the FUSE frontend), per vnop.def, plus ext2's rule for VNOP_WRITE (see ext2.h):
@@ -23,7 +23,7 @@ void ext2_table_init() {
   static std::once_flag once;
   std::call_once(once, [] {
     vnop_table_build(&ext2_vnop_table, "ext2", {
-        // ---- ext2-core
+        // files
         vnop_entry(ext2_vnop_read),
         vnop_entry(ext2_vnop_write),
         vnop_entry(ext2_vnop_fsync),
@@ -37,7 +37,7 @@ void ext2_table_init() {
         vnop_entry(ext2_vnop_ioctl),
         vnop_entry(ext2_vnop_inactive),
         vnop_entry(ext2_vnop_reclaim),
-        // ---- ext2-namespace (add entries here)
+        // the namespace
         vnop_entry(ext2_vnop_lookup),
         vnop_entry(ext2_vnop_create),
         vnop_entry(ext2_vnop_mknod),

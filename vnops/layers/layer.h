@@ -1,4 +1,4 @@
-// layer.h: stackable VNOP tables by name (DESIGN.md sections 1, 2 and 8).
+// layer.h: stackable VNOP tables by name (docs/design.md, "Layers").
 //
 // A layer is a vnop_table built over another table: it overrides a few ops and bypasses the rest
 // (vnop_layer_build), or wraps every op (vnop_layer_build_generic). Layers stack in any order over any

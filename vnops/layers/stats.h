@@ -1,5 +1,5 @@
 // stats.h: the stats layer, a VNOP table stacked on any other that counts every op it passes down:
-// calls, errors and a latency histogram per VNOP (DESIGN.md section 8). It changes nothing it forwards.
+// calls, errors and a latency histogram per VNOP (docs/design.md, "Layers"). It changes nothing it forwards.
 //
 // Ownership: the caller owns the stats_layer and must keep it alive while any vnode uses its table (from
 // mount to unmount). Counters are atomics: the frontend's threads update them concurrently; snapshot()

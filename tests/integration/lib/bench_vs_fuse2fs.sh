@@ -9,7 +9,7 @@ trap 'for m in $T/m1 $T/m2; do fusermount3 -u -z $m 2>/dev/null || true; done; s
 mkdir -p "$T/m1" "$T/m2"
 for i in 1 2; do mke2fs -q -F -t ext2 -b 4096 -I 256 "$T/img$i" 2G; done
 opts=${1:-}
-"$VNOPFS_BUILD/src/fuse/vnopfs" "$T/img1" "$T/m1" ${opts:+-o $opts}
+"$VNOPFS_BUILD/src/vnopfs" "$T/img1" "$T/m1" ${opts:+-o $opts}
 fuse2fs "$T/img2" "$T/m2" -o fakeroot
 sleep 1
 run() {  # run NAME DIR fio-args...

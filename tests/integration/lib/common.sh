@@ -12,7 +12,7 @@ set -euo pipefail
 export LC_ALL=C TZ=UTC
 
 : "${VNOPFS_BUILD:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/build}"
-VNOPFS=$VNOPFS_BUILD/src/fuse/vnopfs
+VNOPFS=$VNOPFS_BUILD/src/vnopfs
 VNOPFS_STAT=$VNOPFS_BUILD/src/tools/vnopfs-stat
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CASE=$(basename "$0" .sh)

@@ -12,10 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "ext2/ns_shell.h"
+#include "ext2/support/ext2_fixture.h"
 #include "vnops/ext2/dirblock.h"
 
 using namespace vnopfs::ext2;
+using namespace ext2test;
 
 namespace {
 
@@ -159,19 +160,19 @@ TEST_CASE("random garbage never passes unnoticed into iteration", "[dirblock]") 
 }
 
 TEST_CASE("mke2fs -d directory blocks parse, and an edited block passes e2fsck", "[dirblock][image]") {
-  ns_tmpdir tmp;
+  tmpdir tmp;
   std::string src = tmp.path + "/src";
-  ns_sh("mkdir -p " + src + "/d && cd " + src + "/d && for i in $(seq 1 300); do echo $i > f_$i; done && ln -s f_1 sym && mkfifo fifo");
+  sh_ok("mkdir -p " + src + "/d && cd " + src + "/d && for i in $(seq 1 300); do echo $i > f_$i; done && ln -s f_1 sym && mkfifo fifo");
   for (uint32_t bs : {1024u, 4096u}) {
     std::string img = tmp.path + "/img" + std::to_string(bs);
-    ns_sh("mke2fs -q -F -t ext2 -b " + std::to_string(bs) + " -d " + src + " " + img + " 8M");
-    uint32_t inodes = uint32_t(std::stoul(ns_sh("dumpe2fs -h " + img + " 2>/dev/null | awk '/^Inode count:/{print $3}'")));
+    sh_ok("mke2fs -q -F -t ext2 -b " + std::to_string(bs) + " -d " + src + " " + img + " 8M");
+    uint32_t inodes = uint32_t(std::stoul(sh_ok("dumpe2fs -h " + img + " 2>/dev/null | awk '/^Inode count:/{print $3}'")));
     std::set<std::string> names;
     std::vector<uint32_t> blocks;
-    for (const std::string& w : ns_split(ns_debugfs(img, "blocks /d"))) blocks.push_back(uint32_t(std::stoul(w)));
+    for (const std::string& w : words(debugfs(img, "blocks /d"))) blocks.push_back(uint32_t(std::stoul(w)));
     REQUIRE(!blocks.empty());
     for (uint32_t blk : blocks) {
-      auto b = ns_read_block(img, blk, bs);
+      auto b = read_block(img, blk, bs);
       dirblock_fault f;
       REQUIRE(dirblock_check(b.data(), {bs, inodes, true}, &f));
       for (dirblock_iter it(b.data(), bs, true); it.valid(); it.next()) {
@@ -185,7 +186,7 @@ TEST_CASE("mke2fs -d directory blocks parse, and an edited block passes e2fsck",
     CHECK(names.size() == 300 + 2 + 2);
     // Edit the blocks: rename f_1 in place, add a second name for f_2's inode, fix its link count.
     std::vector<std::vector<uint8_t>> data;
-    for (uint32_t blk : blocks) data.push_back(ns_read_block(img, blk, bs));
+    for (uint32_t blk : blocks) data.push_back(read_block(img, blk, bs));
     uint32_t ino1 = 0, ino2 = 0;
     for (auto& b : data) {
       if (auto s2 = dirblock_find(b.data(), bs, true, "f_2")) ino2 = s2->ent.ino;
@@ -209,11 +210,11 @@ TEST_CASE("mke2fs -d directory blocks parse, and an edited block passes e2fsck",
     }
     for (size_t i = 0; i < blocks.size(); i++) {
       REQUIRE(dirblock_check(data[i].data(), {bs, inodes, true}, nullptr));
-      ns_write_block(img, blocks[i], data[i]);
+      write_block(img, blocks[i], data[i]);
     }
-    ns_debugfs_w(img, "sif <" + std::to_string(ino2) + "> links_count 2");
-    ns_fsck_clean(img);
-    CHECK(ns_debugfs(img, "cat /d/f_2.link") == "2\n");
-    CHECK(ns_debugfs(img, "cat /d/renamed_f_1") == "1\n");
+    debugfs_w(img, "sif <" + std::to_string(ino2) + "> links_count 2");
+    require_fsck_clean(img);
+    CHECK(debugfs(img, "cat /d/f_2.link") == "2\n");
+    CHECK(debugfs(img, "cat /d/renamed_f_1") == "1\n");
   }
 }

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "ext2/ns_mount.h"
+#include "ext2/support/path_fs.h"
 #include "vnops/ext2/dirindex.h"
 
 using namespace vnopfs;
@@ -51,7 +51,7 @@ std::string random_name(std::mt19937_64& rng, size_t pool) {
 // FUSE: without one, every operation would reclaim the directory's vnode and its index with it.
 struct held_dirs {
   std::vector<vnode*> vps;
-  void hold(ns_fs& fs, const std::string& d) {
+  void hold(path_fs& fs, const std::string& d) {
     vnode* vp = nullptr;
     REQUIRE(fs.lookup(d, &vp) == 0);
     vps.push_back(vp);
@@ -66,8 +66,8 @@ struct held_dirs {
 // dir -> name -> is a directory.
 using dir_model = std::map<std::string, std::map<std::string, bool>>;
 
-void check_dir(ns_fs& fs, const std::string& d, const std::map<std::string, bool>& want) {
-  std::vector<ns_dirent> got;
+void check_dir(path_fs& fs, const std::string& d, const std::map<std::string, bool>& want) {
+  std::vector<dir_entry> got;
   REQUIRE(fs.readdir(d, &got) == 0);
   std::map<std::string, bool> have;
   for (const auto& e : got)
@@ -82,7 +82,7 @@ void check_dir(ns_fs& fs, const std::string& d, const std::map<std::string, bool
 }
 
 // Runs `ops` random operations over `dirs` big directories (each pre-filled with `fill` entries).
-void run_model(ns_fs& fs, uint64_t seed, int ndirs, int fill, int ops, dir_model* mp) {
+void run_model(path_fs& fs, uint64_t seed, int ndirs, int fill, int ops, dir_model* mp) {
   std::mt19937_64 rng(seed);
   dir_model& model = *mp;
   std::vector<std::string> dirs;
@@ -152,11 +152,11 @@ void run_model(ns_fs& fs, uint64_t seed, int ndirs, int fill, int ops, dir_model
   if (st.budget > (1 << 20)) CHECK(st.indexes == size_t(ndirs));  // all built, none evicted
 }
 
-void check_after_remount(ns_fs& fs, const dir_model& model) {
+void check_after_remount(path_fs& fs, const dir_model& model) {
   REQUIRE(fs.remount() == 0);
   for (const auto& [d, md] : model) check_dir(fs, d, md);
   REQUIRE(fs.unmount() == 0);
-  ns_fsck_clean(fs.image());
+  require_fsck_clean(fs.image());
 }
 
 }  // namespace
@@ -166,7 +166,7 @@ TEST_CASE("big directories with the name index match a model", "[dirindex]") {
   CAPTURE(seed);
   std::cerr << "dirindex model: VNOPFS_SEED=" << seed << "\n";
   budget_guard budget(ext2::kDirIndexDefaultBudget);
-  ns_fs fs(seed % 2 ? "-b 1024 -I 128 -O ^dir_index -N 16384" : "-b 4096 -I 256 -N 16384", "64M");
+  path_fs fs(seed % 2 ? "-b 1024 -I 128 -O ^dir_index -N 16384" : "-b 4096 -I 256 -N 16384", "64M");
   const uint64_t builds0 = ext2_dirindex_stats().builds;
   dir_model model;
   run_model(fs, seed, 2, 3000, 12000, &model);
@@ -180,7 +180,7 @@ TEST_CASE("the index is evicted and rebuilt under a small budget, and refused un
   std::cerr << "dirindex budget: VNOPFS_SEED=" << seed << "\n";
   SECTION("room for about one index: evictions") {
     budget_guard budget(48 << 10);
-    ns_fs fs("-b 1024 -I 128 -N 16384", "64M");
+    path_fs fs("-b 1024 -I 128 -N 16384", "64M");
     const dirindex_stats st0 = ext2_dirindex_stats();
     dir_model model;
     run_model(fs, seed, 3, 1500, 6000, &model);
@@ -192,7 +192,7 @@ TEST_CASE("the index is evicted and rebuilt under a small budget, and refused un
   }
   SECTION("no index fits: every directory is scanned") {
     budget_guard budget(1024);
-    ns_fs fs("-b 1024 -I 128 -N 16384", "64M");
+    path_fs fs("-b 1024 -I 128 -N 16384", "64M");
     const dirindex_stats st0 = ext2_dirindex_stats();
     dir_model model;
     run_model(fs, seed, 2, 800, 3000, &model);
@@ -209,7 +209,7 @@ TEST_CASE("concurrent lookups in indexed directories while the pool evicts", "[d
   CAPTURE(seed);
   std::cerr << "dirindex threads: VNOPFS_SEED=" << seed << "\n";
   budget_guard budget(40 << 10);
-  ns_fs fs("-b 1024 -I 128 -N 16384", "64M");
+  path_fs fs("-b 1024 -I 128 -N 16384", "64M");
   const int ndirs = 3, per_dir = 1200;
   held_dirs held;
   for (int d = 0; d < ndirs; d++) {
@@ -237,5 +237,5 @@ TEST_CASE("concurrent lookups in indexed directories while the pool evicts", "[d
   CHECK(ext2_dirindex_stats().evictions > st0.evictions);
   held.release();
   REQUIRE(fs.unmount() == 0);
-  ns_fsck_clean(fs.image());
+  require_fsck_clean(fs.image());
 }

@@ -6,6 +6,8 @@
 #include <random>
 #include <thread>
 
+#include <cstdio>
+
 #include <catch2/catch.hpp>
 
 #include "support/ext2_fixture.h"
@@ -25,7 +27,9 @@ TEST_CASE("concurrency: parallel writers and readers on files and ranges", "[ext
   image_config c = GENERATE(image_config{1024, 256, true, true}, image_config{4096, 128, true, true});
   INFO(c.label());
   const uint32_t seed = test_seed();
-  WARN("VNOPFS_SEED=" << seed);
+  // INFO: shown with every failure of this case (WARN is dropped by the JUnit report); stderr: a crash.
+  INFO("VNOPFS_SEED=" << seed);
+  std::fprintf(stderr, "%s: VNOPFS_SEED=%llu\n", __FILE__, static_cast<unsigned long long>(seed));
   tmpdir t;
   std::string img = t.path + "/img", d = t.path + "/d";
   sh("mkdir -p " + quote(d));

@@ -9,10 +9,17 @@
 #include <string>
 #include <vector>
 
-#include "ext2/ns_shell.h"
+#include "ext2/support/ext2_fixture.h"
 #include "vnops/ext2/xattrblock.h"
 
 using namespace vnopfs::ext2;
+using ext2test::debugfs;
+using ext2test::debugfs_w;
+using ext2test::read_block;
+using ext2test::require_fsck_clean;
+using ext2test::sh_ok;
+using ext2test::tmpdir;
+using ext2test::write_block;
 
 namespace {
 
@@ -22,7 +29,7 @@ constexpr uint32_t kEntryLen = sizeof(ext2_xattr_entry);
 uint32_t get32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 
 uint64_t stat_field(const std::string& img, const std::string& path, const std::string& field) {
-  std::string out = ns_debugfs(img, "stat " + path);
+  std::string out = debugfs(img, "stat " + path);
   std::smatch m;
   REQUIRE(std::regex_search(out, m, std::regex(field + ":\\s*(\\d+)")));
   return std::stoull(m[1]);
@@ -114,18 +121,18 @@ TEST_CASE("bad headers, entries and overlapping values are refused", "[xattrbloc
 }
 
 TEST_CASE("blocks written by debugfs decode with matching hashes; ours pass e2fsck", "[xattrblock][image]") {
-  ns_tmpdir tmp;
+  tmpdir tmp;
   for (uint32_t bs : {1024u, 4096u}) {
     std::string img = tmp.path + "/x" + std::to_string(bs);
-    ns_sh("mke2fs -q -F -t ext2 -I 128 -b " + std::to_string(bs) + " " + img + " 4M");
-    ns_debugfs_w(img, "write /dev/null f");
-    ns_debugfs_w(img, "ea_set f user.alpha one");
-    ns_debugfs_w(img, "ea_set f user.b two-two");
-    ns_debugfs_w(img, "ea_set f trusted.t " + std::string(300, 'v'));
-    ns_debugfs_w(img, "ea_set f security.\xe9t\xe9 high");
+    sh_ok("mke2fs -q -F -t ext2 -I 128 -b " + std::to_string(bs) + " " + img + " 4M");
+    debugfs_w(img, "write /dev/null f");
+    debugfs_w(img, "ea_set f user.alpha one");
+    debugfs_w(img, "ea_set f user.b two-two");
+    debugfs_w(img, "ea_set f trusted.t " + std::string(300, 'v'));
+    debugfs_w(img, "ea_set f security.\xe9t\xe9 high");
     uint64_t blk = stat_field(img, "/f", "File ACL");
     REQUIRE(blk != 0);
-    auto b = ns_read_block(img, blk, bs);
+    auto b = read_block(img, blk, bs);
     std::vector<xattr_item> items;
     xattr_fault f;
     REQUIRE(xattr_block_decode(b.data(), bs, &items, &f));
@@ -145,26 +152,26 @@ TEST_CASE("blocks written by debugfs decode with matching hashes; ours pass e2fs
     items.push_back({EXT2_XATTR_INDEX_USER, "zeta", std::string(bs / 3, 'z')});
     items.push_back({EXT2_XATTR_INDEX_USER, "empty", ""});
     REQUIRE(xattr_block_encode(b.data(), bs, items, 1));
-    ns_write_block(img, blk, b);
-    ns_fsck_clean(img);
-    std::string list = ns_debugfs(img, "ea_list f");
+    write_block(img, blk, b);
+    require_fsck_clean(img);
+    std::string list = debugfs(img, "ea_list f");
     CHECK(list.find("user.zeta") != std::string::npos);
     CHECK(list.find("user.empty") != std::string::npos);
-    CHECK(ns_debugfs(img, "ea_get f user.zeta") .find(std::string(40, 'z')) != std::string::npos);
+    CHECK(debugfs(img, "ea_get f user.zeta") .find(std::string(40, 'z')) != std::string::npos);
   }
 }
 
 TEST_CASE("in-inode attributes of 256-byte inodes decode", "[xattrblock][image]") {
-  ns_tmpdir tmp;
+  tmpdir tmp;
   std::string img = tmp.path + "/i";
-  ns_sh("mke2fs -q -F -t ext2 -I 256 -b 1024 " + img + " 4M");
-  ns_debugfs_w(img, "write /dev/null f");
-  ns_debugfs_w(img, "ea_set f user.small v1");
-  ns_debugfs_w(img, "ea_set f user.other v22");
-  std::string imap = ns_debugfs(img, "imap f");
+  sh_ok("mke2fs -q -F -t ext2 -I 256 -b 1024 " + img + " 4M");
+  debugfs_w(img, "write /dev/null f");
+  debugfs_w(img, "ea_set f user.small v1");
+  debugfs_w(img, "ea_set f user.other v22");
+  std::string imap = debugfs(img, "imap f");
   std::smatch m;
   REQUIRE(std::regex_search(imap, m, std::regex("located at block (\\d+), offset 0x([0-9a-f]+)")));
-  auto b = ns_read_block(img, std::stoull(m[1]), 1024);
+  auto b = read_block(img, std::stoull(m[1]), 1024);
   const uint8_t* inode = b.data() + std::stoul(m[2], nullptr, 16);
   uint16_t extra;
   std::memcpy(&extra, inode + 128, 2);

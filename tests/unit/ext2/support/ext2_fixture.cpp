@@ -59,6 +59,20 @@ std::string sh(const std::string& cmd, int* rc) {
   return out;
 }
 
+std::string sh_ok(const std::string& cmd) {
+  int rc = 0;
+  std::string out = sh(cmd, &rc);
+  if (rc != 0) FAIL("command failed (exit " << rc << "): " << cmd << "\n" << out);
+  return out;
+}
+
+std::vector<std::string> words(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> v;
+  for (std::string w; in >> w;) v.push_back(w);
+  return v;
+}
+
 void make_image(const std::string& img, const image_config& c, uint64_t size_kib, const std::string& populate_dir,
                 const std::string& extra) {
   std::string feats = std::string(c.resize_inode ? "" : "^resize_inode,") + (c.dir_index ? "dir_index" : "^dir_index");
@@ -76,6 +90,31 @@ bool fsck_clean(const std::string& img, std::string* out) {
   std::string o = sh("e2fsck -fn " + quote(img), &rc);
   if (out) *out = o;
   return rc == 0;
+}
+
+void require_fsck_clean(const std::string& img) {
+  std::string out;
+  bool clean = fsck_clean(img, &out);
+  INFO("e2fsck -fn " << img << ":\n" << out);
+  REQUIRE(clean);
+}
+
+std::vector<uint8_t> read_block(const std::string& img, uint64_t blk, uint32_t bs) {
+  std::vector<uint8_t> b(bs);
+  int fd = open(img.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  ssize_t n = pread(fd, b.data(), bs, off_t(blk * bs));
+  close(fd);
+  REQUIRE(n == ssize_t(bs));
+  return b;
+}
+
+void write_block(const std::string& img, uint64_t blk, const std::vector<uint8_t>& b) {
+  int fd = open(img.c_str(), O_WRONLY);
+  REQUIRE(fd >= 0);
+  ssize_t n = pwrite(fd, b.data(), b.size(), off_t(blk * b.size()));
+  close(fd);
+  REQUIRE(n == ssize_t(b.size()));
 }
 
 std::string debugfs(const std::string& img, const std::string& req) {
@@ -113,6 +152,20 @@ uint64_t dumpe2fs_field(const std::string& img, const std::string& name) {
   }
   FAIL("dumpe2fs has no field " << name << "\n" << out);
   return 0;
+}
+
+std::string dumpe2fs_value(const std::string& img, const std::string& name) {
+  std::string out = sh("dumpe2fs -h " + quote(img) + " 2>/dev/null");
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + ":", 0) != 0) continue;
+    std::string v = line.substr(name.size() + 1);
+    size_t b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+  }
+  FAIL("dumpe2fs has no field " << name << "\n" << out);
+  return {};
 }
 
 uint32_t ino_of(const std::string& img, const std::string& path) {

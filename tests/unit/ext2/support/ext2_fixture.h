@@ -39,21 +39,33 @@ struct tmpdir {
   std::string path;
 };
 
-// Runs cmd with /bin/sh; returns stdout (stderr merged). *rc gets the exit status.
+// Runs cmd with /bin/sh; returns stdout (stderr merged). *rc gets the exit status; the caller judges it
+// (a non-zero exit is not a failure here: use sh_ok for a command that must succeed).
 std::string sh(const std::string& cmd, int* rc = nullptr);
+// sh for a command that must succeed: a non-zero exit fails the test (with the command and its output).
+std::string sh_ok(const std::string& cmd);
 std::string quote(const std::string& s);
+// The whitespace-separated words of s.
+std::vector<std::string> words(const std::string& s);
 
 // mke2fs -q -F -t ext2 with the config; size in KiB; populate_dir (optional) is passed as -d.
 void make_image(const std::string& img, const image_config& c, uint64_t size_kib, const std::string& populate_dir = "",
                 const std::string& extra = "");
 // e2fsck -fn: true when clean (exit 0); *out gets its output.
 bool fsck_clean(const std::string& img, std::string* out = nullptr);
+// e2fsck -fn must find the image clean: REQUIREs it, with e2fsck's output on failure.
+void require_fsck_clean(const std::string& img);
 std::string debugfs(const std::string& img, const std::string& req);
 void debugfs_w(const std::string& img, const std::string& req);
 // debugfs cat of a path (binary safe).
 std::string debugfs_cat(const std::string& img, const std::string& path);
+// One block of the image file, read or written directly (block size bs = b.size() for writes).
+std::vector<uint8_t> read_block(const std::string& img, uint64_t blk, uint32_t bs);
+void write_block(const std::string& img, uint64_t blk, const std::vector<uint8_t>& b);
 // Field "Name:" of dumpe2fs -h as a number.
 uint64_t dumpe2fs_field(const std::string& img, const std::string& name);
+// Field "Name:" of dumpe2fs -h as its whole text, spaces around it trimmed ("clean", "not clean").
+std::string dumpe2fs_value(const std::string& img, const std::string& name);
 // The inode number of a path (debugfs stat).
 uint32_t ino_of(const std::string& img, const std::string& path);
 // A value from debugfs stat: "Links", "Size", "Blockcount", "Mode" (octal), "User", "Group".

@@ -10,22 +10,23 @@
 #include <regex>
 #include <set>
 
-#include "ext2/ns_mount.h"
+#include "ext2/support/path_fs.h"
 
 using namespace vnopfs;
+using namespace ext2test;
 
 namespace {
 
 // Unmounts and checks the image with e2fsck -fn.
-void finish(ns_fs& fs) {
+void finish(path_fs& fs) {
   REQUIRE(fs.unmount() == 0);
-  ns_fsck_clean(fs.image());
+  require_fsck_clean(fs.image());
 }
 
-std::map<std::string, ns_dirent> listing(ns_fs& fs, const std::string& dir) {
-  std::vector<ns_dirent> v;
+std::map<std::string, dir_entry> listing(path_fs& fs, const std::string& dir) {
+  std::vector<dir_entry> v;
   REQUIRE(fs.readdir(dir, &v) == 0);
-  std::map<std::string, ns_dirent> m;
+  std::map<std::string, dir_entry> m;
   for (auto& e : v) {
     INFO(e.name);
     CHECK(m.count(e.name) == 0);
@@ -34,13 +35,13 @@ std::map<std::string, ns_dirent> listing(ns_fs& fs, const std::string& dir) {
   return m;
 }
 
-uint32_t nlink(ns_fs& fs, const std::string& path) {
+uint32_t nlink(path_fs& fs, const std::string& path) {
   vnode_attr va;
   REQUIRE(fs.getattr(path, &va) == 0);
   return va.va_nlink;
 }
 
-std::string stat_of(const std::string& img, const std::string& path) { return ns_debugfs(img, "stat " + path); }
+std::string stat_of(const std::string& img, const std::string& path) { return debugfs(img, "stat " + path); }
 
 const char* kConfigs[] = {"-b 1024 -I 128", "-b 4096 -I 256", "-b 1024 -I 256 -O ^dir_index,^resize_inode",
                           "-b 2048 -I 128 -O ^filetype"};
@@ -50,7 +51,7 @@ const char* kConfigs[] = {"-b 1024 -I 128", "-b 4096 -I 256", "-b 1024 -I 256 -O
 TEST_CASE("create, mkdir, mknod, symlink and link show up in readdir and in debugfs", "[ns]") {
   for (const char* cfg : kConfigs) {
     INFO(cfg);
-    ns_fs fs(cfg);
+    path_fs fs(cfg);
     REQUIRE(fs.create("f", 0640) == 0);
     REQUIRE(fs.mkdir("d", 0750) == 0);
     REQUIRE(fs.mkdir("d/sub") == 0);
@@ -96,9 +97,9 @@ TEST_CASE("create, mkdir, mknod, symlink and link show up in readdir and in debu
     finish(fs);
 
     const std::string& img = fs.image();
-    CHECK(ns_debugfs(img, "cat /d/f2") == "hello");
+    CHECK(debugfs(img, "cat /d/f2") == "hello");
     CHECK(stat_of(img, "/fast").find("Fast link dest: \"f\"") != std::string::npos);
-    CHECK(ns_debugfs(img, "cat /slow") == longtarget);
+    CHECK(debugfs(img, "cat /slow") == longtarget);
     CHECK(stat_of(img, "/chr").find("Device major/minor number: 04:05") != std::string::npos);
     CHECK(std::regex_search(stat_of(img, "/blk"), std::regex("Device major/minor number: 300:70000")));
     CHECK(stat_of(img, "/d").find("Links: 3") != std::string::npos);
@@ -107,7 +108,7 @@ TEST_CASE("create, mkdir, mknod, symlink and link show up in readdir and in debu
 }
 
 TEST_CASE("names longer than 255 bytes are ENAMETOOLONG on every op", "[ns]") {
-  ns_fs fs;
+  path_fs fs;
   std::string n255(255, 'a'), n256(256, 'b');
   REQUIRE(fs.create(n255) == 0);
   REQUIRE(fs.create("f") == 0);
@@ -128,25 +129,25 @@ TEST_CASE("names longer than 255 bytes are ENAMETOOLONG on every op", "[ns]") {
   componentname cn{n256.data(), n256.size()}, ok{"f", 1};
   {
     vn_lock_pair(root, f);
-    CHECK(VNOP_REMOVE(root, f, &cn, 0, const_cast<vfs_context*>(&ns_fs::root())) == ENAMETOOLONG);
+    CHECK(VNOP_REMOVE(root, f, &cn, 0, const_cast<vfs_context*>(&path_fs::root())) == ENAMETOOLONG);
     vn_unlock_pair(root, f);
     vn_lock_pair(root, d);
-    CHECK(VNOP_RMDIR(root, d, &cn, const_cast<vfs_context*>(&ns_fs::root())) == ENAMETOOLONG);
+    CHECK(VNOP_RMDIR(root, d, &cn, const_cast<vfs_context*>(&path_fs::root())) == ENAMETOOLONG);
     vn_unlock_pair(root, d);
   }
   CHECK(VNOP_RENAME(root, f, &cn, root, static_cast<vnode*>(nullptr), &ok, 0u,
-                    const_cast<vfs_context*>(&ns_fs::root())) == ENAMETOOLONG);
+                    const_cast<vfs_context*>(&path_fs::root())) == ENAMETOOLONG);
   vnode_put(root);
   vnode_put(f);
   vnode_put(d);
   CHECK(fs.symlink("s", std::string(1023, 'x')) == 0);  // 1023 + NUL fits a 1 KiB block
   CHECK(fs.symlink("s2", std::string(1024, 'x')) == ENAMETOOLONG);
   finish(fs);
-  CHECK(ns_debugfs(fs.image(), "ls /").find(n255) != std::string::npos);
+  CHECK(debugfs(fs.image(), "ls /").find(n255) != std::string::npos);
 }
 
 TEST_CASE("lookup, create and remove errors are Linux's", "[ns]") {
-  ns_fs fs;
+  path_fs fs;
   REQUIRE(fs.create("f") == 0);
   REQUIRE(fs.mkdir("d") == 0);
   REQUIRE(fs.create("d/x") == 0);
@@ -175,27 +176,27 @@ TEST_CASE("lookup, create and remove errors are Linux's", "[ns]") {
   vnode* got;
   {
     vn_shared l(d);
-    REQUIRE(VNOP_LOOKUP(d, &dot, &got, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+    REQUIRE(VNOP_LOOKUP(d, &dot, &got, const_cast<vfs_context*>(&path_fs::root())) == 0);
     CHECK(got == d);
     vnode_put(got);
-    REQUIRE(VNOP_LOOKUP(d, &dotdot, &got, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+    REQUIRE(VNOP_LOOKUP(d, &dotdot, &got, const_cast<vfs_context*>(&path_fs::root())) == 0);
     CHECK(got == root);
     vnode_put(got);
   }
   {
     vn_shared l(root);
-    REQUIRE(VNOP_LOOKUP(root, &dotdot, &got, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+    REQUIRE(VNOP_LOOKUP(root, &dotdot, &got, const_cast<vfs_context*>(&path_fs::root())) == 0);
     CHECK(got == root);
     vnode_put(got);
   }
   {
     vn_exclusive l(d);
-    CHECK(VNOP_RMDIR(d, d, &dot, const_cast<vfs_context*>(&ns_fs::root())) == EINVAL);
+    CHECK(VNOP_RMDIR(d, d, &dot, const_cast<vfs_context*>(&path_fs::root())) == EINVAL);
   }
   {
     vn_exclusive l(root);
     componentname rn{"root", 4};
-    CHECK(VNOP_RMDIR(root, root, &rn, const_cast<vfs_context*>(&ns_fs::root())) == EBUSY);
+    CHECK(VNOP_RMDIR(root, root, &rn, const_cast<vfs_context*>(&path_fs::root())) == EBUSY);
   }
   vnode_put(root);
   vnode_put(d);
@@ -207,26 +208,26 @@ TEST_CASE("lookup, create and remove errors are Linux's", "[ns]") {
 }
 
 TEST_CASE("link counts stop at 32000: EMLINK for link and mkdir", "[ns]") {
-  ns_fs fs;
+  path_fs fs;
   REQUIRE(fs.create("f") == 0);
   REQUIRE(fs.mkdir("d") == 0);
   REQUIRE(fs.unmount() == 0);
   // Pretend 31998 more names exist (restored before e2fsck).
-  ns_debugfs_w(fs.image(), "sif /f links_count 32000");
-  ns_debugfs_w(fs.image(), "sif /d links_count 32000");
+  debugfs_w(fs.image(), "sif /f links_count 32000");
+  debugfs_w(fs.image(), "sif /d links_count 32000");
   REQUIRE(fs.remount() == 0);
   CHECK(fs.link("f", "g") == EMLINK);
   CHECK(fs.mkdir("d/sub") == EMLINK);
   REQUIRE(fs.unmount() == 0);
-  ns_debugfs_w(fs.image(), "sif /f links_count 1");
-  ns_debugfs_w(fs.image(), "sif /d links_count 2");
-  ns_fsck_clean(fs.image());
+  debugfs_w(fs.image(), "sif /f links_count 1");
+  debugfs_w(fs.image(), "sif /d links_count 2");
+  require_fsck_clean(fs.image());
 }
 
 TEST_CASE("rename: files, directories, replacement, NOREPLACE, EXCHANGE, subtree, link counts", "[ns][rename]") {
   for (const char* cfg : {"-b 1024", "-b 4096 -O ^filetype"}) {
     INFO(cfg);
-    ns_fs fs(cfg);
+    path_fs fs(cfg);
     REQUIRE(fs.mkdir("a") == 0);
     REQUIRE(fs.mkdir("b") == 0);
     REQUIRE(fs.mkdir("a/sub") == 0);
@@ -288,13 +289,13 @@ TEST_CASE("rename: files, directories, replacement, NOREPLACE, EXCHANGE, subtree
     REQUIRE(fs.rename("a/dx", "a/dx2") == 0);
     CHECK(nlink(fs, "a/dx") == 2);
     finish(fs);
-    CHECK(ns_debugfs(fs.image(), "cat /b/h").empty());
-    CHECK(ns_debugfs(fs.image(), "ls -l /b/g").find("inner") != std::string::npos);
+    CHECK(debugfs(fs.image(), "cat /b/h").empty());
+    CHECK(debugfs(fs.image(), "ls -l /b/g").find("inner") != std::string::npos);
   }
 }
 
 TEST_CASE("an open unlinked file stays readable until its last reference", "[ns]") {
-  ns_fs fs("-b 1024", "8M");
+  path_fs fs("-b 1024", "8M");
   REQUIRE(fs.create("f") == 0);
   std::string data(300000, 'q');
   REQUIRE(fs.write("f", 0, data) == 0);
@@ -303,29 +304,29 @@ TEST_CASE("an open unlinked file stays readable until its last reference", "[ns]
   vnode_ref(vp);  // a long-term reference, as an open file has
   vnode_put(vp);
   struct statvfs before, during, after;
-  REQUIRE(VFS_STATFS(fs.mp(), &before, ns_fs::root()) == 0);
+  REQUIRE(VFS_STATFS(fs.mp(), &before, path_fs::root()) == 0);
   REQUIRE(fs.unlink("f") == 0);
   CHECK(fs.lookup("f", &vp) == ENOENT);
   std::string got(data.size(), '\0');
   uio u(got.data(), got.size(), 0, UIO_READ);
   {
     vn_shared l(vp);
-    REQUIRE(VNOP_READ(vp, &u, 0, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+    REQUIRE(VNOP_READ(vp, &u, 0, const_cast<vfs_context*>(&path_fs::root())) == 0);
   }
   CHECK(got == data);
   vnode_attr va;
-  REQUIRE(VNOP_GETATTR(vp, &va, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+  REQUIRE(VNOP_GETATTR(vp, &va, const_cast<vfs_context*>(&path_fs::root())) == 0);
   CHECK(va.va_nlink == 0);
-  REQUIRE(VFS_STATFS(fs.mp(), &during, ns_fs::root()) == 0);
+  REQUIRE(VFS_STATFS(fs.mp(), &during, path_fs::root()) == 0);
   CHECK(during.f_bfree == before.f_bfree);
   vnode_rele(vp);
-  REQUIRE(VFS_STATFS(fs.mp(), &after, ns_fs::root()) == 0);
+  REQUIRE(VFS_STATFS(fs.mp(), &after, path_fs::root()) == 0);
   CHECK(after.f_bfree > before.f_bfree + 250);
   finish(fs);
 }
 
 TEST_CASE("a directory of 10,000 entries: readdir returns each once, cookies survive removals", "[ns][bigdir]") {
-  ns_fs fs("-b 1024 -N 12000", "32M");
+  path_fs fs("-b 1024 -N 12000", "32M");
   REQUIRE(fs.mkdir("big") == 0);
   const int N = 10000;
   for (int i = 0; i < N; i++) REQUIRE(fs.create("big/entry_" + std::to_string(i)) == 0);
@@ -337,7 +338,7 @@ TEST_CASE("a directory of 10,000 entries: readdir returns each once, cookies sur
   std::set<std::string> seen, removed;
   uint64_t cookie = 0;
   int eof = 0;
-  struct page { std::vector<ns_dirent> v; size_t max; };
+  struct page { std::vector<dir_entry> v; size_t max; };
   auto fill = [](void* p, const dirent_entry& e) -> int {
     auto* pg = static_cast<page*>(p);
     if (pg->v.size() >= pg->max) return 1;
@@ -350,7 +351,7 @@ TEST_CASE("a directory of 10,000 entries: readdir returns each once, cookies sur
     {
       vn_shared l(dvp);
       REQUIRE(VNOP_READDIR(dvp, cookie, +fill, static_cast<void*>(&pg), &eof,
-                           const_cast<vfs_context*>(&ns_fs::root())) == 0);
+                           const_cast<vfs_context*>(&path_fs::root())) == 0);
     }
     for (auto& e : pg.v) {
       INFO(e.name);
@@ -373,16 +374,16 @@ TEST_CASE("a directory of 10,000 entries: readdir returns each once, cookies sur
     if (!removed.count(name)) CHECK(seen.count(name) == 1);
   }
   finish(fs);
-  std::string ls = ns_debugfs(fs.image(), "ls /big");
+  std::string ls = debugfs(fs.image(), "ls /big");
   CHECK((ls.find("entry_9999") != std::string::npos || removed.count("entry_9999") == 1));
 }
 
 TEST_CASE("htree directories are read linearly and lose EXT2_INDEX_FL when changed", "[ns][htree]") {
-  ns_tmpdir src;
-  ns_sh("mkdir " + src.path + "/h && cd " + src.path + "/h && for i in $(seq 1 400); do : > name_$i; done");
-  ns_fs fs("-b 1024 -O dir_index -d " + src.path);
+  tmpdir src;
+  sh_ok("mkdir " + src.path + "/h && cd " + src.path + "/h && for i in $(seq 1 400); do : > name_$i; done");
+  path_fs fs("-b 1024 -O dir_index -d " + src.path);
   REQUIRE(fs.unmount() == 0);
-  ns_sh("e2fsck -fyD " + fs.image() + " >/dev/null 2>&1 || true");  // builds the hashed index
+  sh_ok("e2fsck -fyD " + fs.image() + " >/dev/null 2>&1 || true");  // builds the hashed index
   REQUIRE(stat_of(fs.image(), "/h").find("Flags: 0x1000") != std::string::npos);
   REQUIRE(fs.remount() == 0);
   auto h = listing(fs, "h");
@@ -394,13 +395,13 @@ TEST_CASE("htree directories are read linearly and lose EXT2_INDEX_FL when chang
   REQUIRE(fs.unlink("h/name_1") == 0);
   finish(fs);
   CHECK(stat_of(fs.image(), "/h").find("Flags: 0x0") != std::string::npos);
-  CHECK(ns_debugfs(fs.image(), "ls /h").find("new") != std::string::npos);
+  CHECK(debugfs(fs.image(), "ls /h").find("new") != std::string::npos);
 }
 
 TEST_CASE("xattrs: set, get, list, remove, and debugfs reads them back", "[ns][xattr]") {
   for (const char* cfg : {"-b 1024 -I 128", "-b 4096 -I 256"}) {
     INFO(cfg);
-    ns_fs fs(cfg);
+    path_fs fs(cfg);
     REQUIRE(fs.create("f") == 0);
     REQUIRE(fs.mkdir("d") == 0);
     REQUIRE(fs.symlink("l", "f") == 0);
@@ -429,7 +430,7 @@ TEST_CASE("xattrs: set, get, list, remove, and debugfs reads them back", "[ns][x
     REQUIRE(fs.listxattr("f", &names) == 0);
     std::sort(names.begin(), names.end());
     CHECK(names == std::vector<std::string>{"security.s", "trusted.t", "user.empty", "user.one", "user.two"});
-    auto other = ns_fs::user(1000, 1000);
+    auto other = user_ctx(1000, 1000);
     REQUIRE(fs.listxattr("f", &names, other) == 0);
     CHECK(std::find(names.begin(), names.end(), "trusted.t") == names.end());
     CHECK(fs.getxattr("f", "trusted.t", &v, 100, other) == ENODATA);
@@ -446,21 +447,21 @@ TEST_CASE("xattrs: set, get, list, remove, and debugfs reads them back", "[ns][x
     REQUIRE(fs.setxattr("d", "system.posix_acl_default", std::string("\x02\0\0\0", 4)) == 0);
     finish(fs);
     const std::string& img = fs.image();
-    std::string list = ns_debugfs(img, "ea_list /f");
+    std::string list = debugfs(img, "ea_list /f");
     CHECK(list.find("user.one") != std::string::npos);
     CHECK(list.find("trusted.t") != std::string::npos);
     CHECK(list.find("user.two") == std::string::npos);
-    CHECK(ns_debugfs(img, "ea_get /f user.one") .find("uno") != std::string::npos);
-    CHECK(ns_debugfs(img, "ea_get /d user.dir").find("D") != std::string::npos);
+    CHECK(debugfs(img, "ea_get /f user.one") .find("uno") != std::string::npos);
+    CHECK(debugfs(img, "ea_get /d user.dir").find("D") != std::string::npos);
   }
 }
 
 TEST_CASE("xattrs written in the inode by debugfs are read, replaced and removed", "[ns][xattr]") {
-  ns_fs fs("-b 1024 -I 256");
+  path_fs fs("-b 1024 -I 256");
   REQUIRE(fs.create("f") == 0);
   REQUIRE(fs.unmount() == 0);
-  ns_debugfs_w(fs.image(), "ea_set /f user.inode here");
-  ns_debugfs_w(fs.image(), "ea_set /f user.keep kept");
+  debugfs_w(fs.image(), "ea_set /f user.inode here");
+  debugfs_w(fs.image(), "ea_set /f user.keep kept");
   REQUIRE(stat_of(fs.image(), "/f").find("File ACL: 0") != std::string::npos);
   REQUIRE(fs.remount() == 0);
   std::string v;
@@ -475,13 +476,13 @@ TEST_CASE("xattrs written in the inode by debugfs are read, replaced and removed
   REQUIRE(fs.removexattr("f", "user.keep") == 0);
   CHECK(fs.getxattr("f", "user.keep", &v) == ENODATA);
   finish(fs);
-  CHECK(ns_debugfs(fs.image(), "ea_get /f user.inode").find("moved") != std::string::npos);
-  CHECK(ns_debugfs(fs.image(), "ea_list /f").find("user.keep") == std::string::npos);
+  CHECK(debugfs(fs.image(), "ea_get /f user.inode").find("moved") != std::string::npos);
+  CHECK(debugfs(fs.image(), "ea_list /f").find("user.keep") == std::string::npos);
 }
 
 TEST_CASE("permissions of non-root callers: search, write, sticky, setgid directories", "[ns][perm]") {
-  ns_fs fs;
-  auto alice = ns_fs::user(1000, 1000), bob = ns_fs::user(1001, 1001), carol = ns_fs::user(1002, 2000, {1000});
+  path_fs fs;
+  auto alice = user_ctx(1000, 1000), bob = user_ctx(1001, 1001), carol = user_ctx(1002, 2000, {1000});
   REQUIRE(fs.mkdir("open", 0777) == 0);
   REQUIRE(fs.mkdir("closed", 0700) == 0);
   REQUIRE(fs.create("closed/secret") == 0);
@@ -518,7 +519,7 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
     set.va_gid = 1000;
     {
       vn_exclusive l(d);
-      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&path_fs::root())) == 0);
     }
     vnode_put(d);
   }
@@ -542,7 +543,7 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
     set.va_gid = 1000;
     {
       vn_exclusive l(d);
-      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&ns_fs::root())) == 0);
+      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&path_fs::root())) == 0);
     }
     vnode_put(d);
   }
@@ -555,7 +556,7 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
 }
 
 TEST_CASE("a shared xattr block is copied on write; its refcount stays right", "[ns][xattr]") {
-  ns_fs fs("-b 1024 -I 128");
+  path_fs fs("-b 1024 -I 128");
   REQUIRE(fs.create("f") == 0);
   REQUIRE(fs.create("g") == 0);
   REQUIRE(fs.setxattr("f", "user.s", "shared") == 0);
@@ -565,12 +566,12 @@ TEST_CASE("a shared xattr block is copied on write; its refcount stays right", "
   std::string st = stat_of(fs.image(), "/f");
   REQUIRE(std::regex_search(st, m, std::regex("File ACL: (\\d+)")));
   uint64_t blk = std::stoull(m[1]);
-  ns_debugfs_w(fs.image(), "sif /g file_acl " + std::to_string(blk));
-  ns_debugfs_w(fs.image(), "sif /g blocks 2");
-  auto b = ns_read_block(fs.image(), blk, 1024);
+  debugfs_w(fs.image(), "sif /g file_acl " + std::to_string(blk));
+  debugfs_w(fs.image(), "sif /g blocks 2");
+  auto b = read_block(fs.image(), blk, 1024);
   b[4] = 2;  // h_refcount
-  ns_write_block(fs.image(), blk, b);
-  ns_fsck_clean(fs.image());
+  write_block(fs.image(), blk, b);
+  require_fsck_clean(fs.image());
   REQUIRE(fs.remount() == 0);
   std::string v;
   REQUIRE(fs.getxattr("g", "user.s", &v) == 0);
@@ -579,15 +580,15 @@ TEST_CASE("a shared xattr block is copied on write; its refcount stays right", "
   CHECK(fs.getxattr("f", "user.t", &v) == ENODATA);
   REQUIRE(fs.getxattr("f", "user.s", &v) == 0);
   REQUIRE(fs.unmount() == 0);
-  ns_fsck_clean(fs.image());
+  require_fsck_clean(fs.image());
   CHECK(stat_of(fs.image(), "/g").find("File ACL: " + std::to_string(blk)) == std::string::npos);
-  CHECK(ns_read_block(fs.image(), blk, 1024)[4] == 1);
+  CHECK(read_block(fs.image(), blk, 1024)[4] == 1);
   REQUIRE(fs.remount() == 0);
   REQUIRE(fs.unlink("f") == 0);  // the last reference to the old block: freed
   REQUIRE(fs.removexattr("g", "user.s") == 0);
   finish(fs);
-  std::string list = ns_debugfs(fs.image(), "ea_list /g");
+  std::string list = debugfs(fs.image(), "ea_list /g");
   CHECK(list.find("user.t") != std::string::npos);
   CHECK(list.find("user.s") == std::string::npos);
-  CHECK(ns_debugfs(fs.image(), "testb " + std::to_string(blk)).find("not in use") != std::string::npos);
+  CHECK(debugfs(fs.image(), "testb " + std::to_string(blk)).find("not in use") != std::string::npos);
 }

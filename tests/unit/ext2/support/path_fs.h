@@ -1,6 +1,6 @@
-// ns_mount.h: an ext2 image mounted through the VFS for the namespace tests, and path-level helpers that
-// make VNOP calls holding exactly the vnode locks vnop.def asks for. Every helper returns an errno, so a
-// test can check error codes; paths are relative to the root ("a/b/c", "" = the root).
+// path_fs.h: an ext2 image made by mke2fs and mounted through the VFS (a `mounted`, ext2_fixture.h), with
+// path-level helpers that make VNOP calls holding exactly the vnode locks vnop.def asks for. Every helper
+// returns an errno, so a test can check error codes; paths are relative to the root ("a/b/c", "" = root).
 #pragma once
 
 #include <sys/stat.h>
@@ -9,34 +9,35 @@
 #include <string>
 #include <vector>
 
-#include "ext2/ns_shell.h"
+#include "ext2/support/ext2_fixture.h"
 #include "vnopfs/context.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
-#include "vnopfs/result.h"
 #include "vnopfs/vnops.h"
 
-struct ns_dirent {
+namespace ext2test {
+
+struct dir_entry {
   std::string name;
   uint64_t ino;
   uint8_t type;
   uint64_t next;
 };
 
-class ns_fs {
+class path_fs {
  public:
   // Makes an image with `mke2fs -q -F -t ext2 MKFS_OPTS IMG SIZE` in a temp dir (or adopts `image` when
   // given: a copy the test owns) and mounts it read-write.
-  explicit ns_fs(const std::string& mkfs_opts = "-b 1024", const std::string& size = "16M");
-  static std::unique_ptr<ns_fs> adopt(const std::string& image, int* mount_err);
-  ~ns_fs();
+  explicit path_fs(const std::string& mkfs_opts = "-b 1024", const std::string& size = "16M");
+  static std::unique_ptr<path_fs> adopt(const std::string& image, int* mount_err);
+  ~path_fs();
 
   // Unmounts (if mounted) and returns VFS_UNMOUNT's result; the image can then be checked.
   int unmount();
   int remount();
-  bool mounted() const { return mp_ != nullptr; }
+  bool is_mounted() const { return m_ != nullptr; }
   const std::string& image() const { return img_; }
-  vnopfs::mount* mp() const { return mp_.get(); }
+  vnopfs::mount* mp() const { return m_ ? m_->mp() : nullptr; }
 
   // Path helpers; ctx defaults to root.
   int lookup(const std::string& path, vnopfs::vnode** vpp, const vnopfs::vfs_context& c = root());
@@ -55,7 +56,7 @@ class ns_fs {
   int truncate(const std::string& path, off_t size, const vnopfs::vfs_context& c = root());
   int chmod(const std::string& path, mode_t mode, const vnopfs::vfs_context& c = root());
   int getattr(const std::string& path, vnopfs::vnode_attr* va, const vnopfs::vfs_context& c = root());
-  int readdir(const std::string& path, std::vector<ns_dirent>* out, const vnopfs::vfs_context& c = root());
+  int readdir(const std::string& path, std::vector<dir_entry>* out, const vnopfs::vfs_context& c = root());
   int setxattr(const std::string& path, const std::string& name, const std::string& value, int options = 0,
                const vnopfs::vfs_context& c = root());
   int getxattr(const std::string& path, const std::string& name, std::string* value, size_t bufsize = 65536,
@@ -65,20 +66,20 @@ class ns_fs {
   int fsync(const std::string& path);
 
   static const vnopfs::vfs_context& root() { return vnopfs::vfs_context::kernel(); }
-  static vnopfs::vfs_context user(uid_t uid, gid_t gid, std::vector<gid_t> groups = {});
 
   // The parent directory vnode (+iocount) and the last component of path.
   int parent(const std::string& path, vnopfs::vnode** dvpp, std::string* name, const vnopfs::vfs_context& c);
 
  private:
   struct adopt_tag {};
-  explicit ns_fs(adopt_tag) {}
+  explicit path_fs(adopt_tag) {}
   int mount_image();
-  ns_tmpdir tmp_;
+  tmpdir tmp_;
   std::string img_;
-  std::unique_ptr<vnopfs::dev::device> dev_;
-  std::unique_ptr<vnopfs::mount> mp_;
+  std::unique_ptr<mounted> m_;
 };
 
 // Splits "a/b/c" into components.
-std::vector<std::string> ns_components(const std::string& path);
+std::vector<std::string> path_components(const std::string& path);
+
+}  // namespace ext2test

@@ -1,0 +1,257 @@
+// daemon.cpp: see daemon.h.
+#include "src/daemon/daemon.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "src/daemon/background.h"
+#include "src/daemon/stats_doc.h"
+#include "src/fuse/fsglue.h"
+#include "src/fuse/preflight.h"
+#include "vnopfs/buf.h"
+
+namespace vnopfs::daemon {
+
+namespace cfg = vnopfs::config;
+
+namespace {
+
+std::string errstr(int e) { return std::strerror(e); }
+
+std::string absolute(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[PATH_MAX];
+  return ::getcwd(cwd, sizeof cwd) ? std::string(cwd) + "/" + p : p;
+}
+
+// ext2 keeps nanoseconds only in the extra fields of inodes larger than 128 bytes: the kernel must not
+// cache finer times than the filesystem keeps (FUSE time_gran).
+unsigned probe_time_gran(dev::device& d) {
+  // One aligned 4 KiB read at 0 (O_DIRECT devices refuse anything less aligned); the superblock is at 1024.
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 4096, 4096) != 0) return 1000000000u;
+  std::unique_ptr<unsigned char, decltype(&std::free)> page(static_cast<unsigned char*>(mem), &std::free);
+  if (dev::dev_sync_io(d, dev::io_op::read, 0, page.get(), 4096) != 0) return 1000000000u;
+  const unsigned char* sb = page.get() + 1024;
+  auto le16 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8)); };
+  auto le32 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8) | (sb[o + 2] << 16) | (sb[o + 3] << 24)); };
+  if (le16(56) != 0xEF53) return 1000000000u;
+  unsigned inode_size = le32(76) >= 1 ? le16(88) : 128;
+  return inode_size > 128 ? 1u : 1000000000u;
+}
+
+std::string escape_opt(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::vector<std::string> fuse_argv(const cfg::options& o) {
+  std::vector<std::string> v{"vnopfs"};
+  if (o.debug) v.push_back("-d");
+  std::string mo = "fsname=" + escape_opt(o.fsname.empty() ? o.image : o.fsname) + ",subtype=vnopfs";
+  if (o.default_permissions) mo += ",default_permissions";
+  if (o.allow_other) mo += ",allow_other";
+  mo += o.rdonly ? ",ro" : ",rw";
+  for (auto& k : o.kernel_opts) mo += "," + k;
+  v.push_back("-o");
+  v.push_back(mo);
+  return v;
+}
+
+}  // namespace
+
+std::string prepare(cfg::options* o, int* lock_fd) {
+  std::string names = o->layers + ",";
+  for (size_t p = 0, c; (c = names.find(',', p)) != std::string::npos; p = c + 1) {
+    std::string n = names.substr(p, c - p);
+    auto& known = layer_names();
+    if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
+      return "option 'layers': unknown layer '" + n + "'";
+  }
+  o->stats_path = absolute(o->stats_path);
+  o->log_path = absolute(o->log_path);
+  if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
+  return fuse::preflight_image(&o->image, o->rdonly, lock_fd);
+}
+
+fs_daemon::~fs_daemon() = default;
+
+fs_daemon::stats_link_hold::~stats_link_hold() {
+  if (!path.empty()) ::unlink(path.c_str());
+}
+
+std::string fs_daemon::open_device() {
+  int err = 0;
+  if (o_.dev_backend == cfg::backend::uring) {
+    dev::uring_options u;
+    u.direct = o_.direct;
+    u.readonly = o_.rdonly;
+    device_ = dev::make_uring_device(o_.image, u, &err);
+  } else {
+    dev::file_options f;
+    f.direct = o_.direct;
+    f.readonly = o_.rdonly;
+    device_ = dev::make_file_device(o_.image, f, &err);
+  }
+  if (!device_)
+    return "image '" + o_.image + "': cannot open the " + cfg::backend_name(o_.dev_backend) +
+           " device: " + errstr(err ? err : EIO);
+  fe_.time_gran = probe_time_gran(*device_);
+  return {};
+}
+
+std::string fs_daemon::mount_fs() {
+  fuse::register_filesystems();
+  const vfsops* fs = vfs_lookup_fs("ext2");
+  if (!fs) return "no filesystem named ext2 is registered";
+  layers_ = std::make_unique<layer_stack>(fuse::filesystem_table("ext2"));
+  std::string err;
+  if (!o_.layers.empty() && !layers_->push_list(o_.layers, &err)) return "option 'layers': " + err;
+  if (!o_.stats_path.empty()) {
+    if (!layers_->push("stats", &err)) return err;
+    stats_ = static_cast<stats_layer*>(layers_->find("stats"));
+  }
+  mount_args a;
+  a.rdonly = o_.rdonly;
+  a.synchronous = o_.sync;
+  a.cache_bytes = o_.cache_bytes;
+  a.layers = layers_->layers().empty() ? nullptr : layers_->top();
+  mnt_.mnt_op = fs;
+  mnt_.mnt_from = o_.image;
+  mnt_.mnt_device = device_.get();
+  mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
+                  (o_.noatime ? uint32_t{MNT_NOATIME} : 0u);
+  if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel())) return "cannot mount '" + o_.image + "': " + errstr(e);
+  vfs_mounted_ = true;
+  vfs_hold_.d = this;
+
+  vnode* root = nullptr;
+  if (int e = VFS_ROOT(&mnt_, &root, vfs_context::kernel())) return "cannot get the root directory: " + errstr(e);
+  iocount_ref root_ref(root);
+  inodes_ = std::make_unique<fuse::inode_table>(&mnt_);
+  inodes_->set_root(root);
+  return {};
+}
+
+std::string fs_daemon::unmount_fs() {
+  if (!vfs_mounted_) return {};
+  vfs_hold_.d = nullptr;
+  if (inodes_) inodes_->release_all();
+  int e = VFS_UNMOUNT(&mnt_, false, vfs_context::kernel());
+  if (e == EBUSY) {
+    VLOG_WARN("unmount: vnodes still referenced; forcing");
+    e = VFS_UNMOUNT(&mnt_, true, vfs_context::kernel());
+  }
+  vfs_mounted_ = false;
+  return e ? "unmount of '" + o_.image + "' failed: " + errstr(e) + " (run e2fsck)" : std::string();
+}
+
+std::string fs_daemon::mount_fuse() {
+  fe_.mp = &mnt_;
+  fe_.opts = &o_;
+  fe_.inodes = inodes_.get();
+  fe_.attr_timeout = fe_.entry_timeout = o_.attr_timeout;
+  fe_.direct_io = o_.kcache_mode == cfg::kcache::none;
+
+  std::vector<std::string> av = fuse_argv(o_);
+  std::vector<char*> argv;
+  for (auto& a : av) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  session_.reset(fuse_session_new(&args, fuse::lowlevel_ops(), sizeof(fuse_lowlevel_ops), &fe_));
+  if (!session_) return "cannot create the FUSE session";
+  // libfuse installs its handlers only over SIG_DFL; a daemon started in the background of a script
+  // inherits SIGINT ignored, and must still stop cleanly on it.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGHUP, SIG_DFL);
+  if (fuse_set_signal_handlers(session_.get()) != 0) return "cannot install the signal handlers";
+  fuse_hold_.signals = true;
+  if (fuse_session_mount(session_.get(), o_.mountpoint.c_str()) != 0)
+    return "cannot mount FUSE on '" + o_.mountpoint + "'";
+  fuse_hold_.se = session_.get();
+  // libfuse 3.14 drops PARALLEL_DIROPS and HANDLE_KILLPRIV from its INIT reply: our I/O hook adds them
+  // (src/fuse/kernelio.cpp). Without it the mount still works, with the kernel's defaults.
+  if (int e = fuse::install_kernel_io(session_.get()))
+    VLOG_WARN("INIT flags hook not installed: %s", std::strerror(e));
+  return {};
+}
+
+nlohmann::json fs_daemon::stats_json() {
+  nlohmann::json j;
+  j["version"] = 1;
+  j["time"] = static_cast<uint64_t>(::time(nullptr));
+  j["pid"] = ::getpid();
+  j["image"] = o_.image;
+  j["mountpoint"] = o_.mountpoint;
+  j["options"] = {{"kcache", cfg::kcache_name(o_.kcache_mode)}, {"backend", cfg::backend_name(o_.dev_backend)},
+                  {"cache_size", o_.cache_bytes}, {"direct", o_.direct}, {"sync", o_.sync},
+                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}};
+  j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();
+  if (vfs_mounted_) {
+    auto c = cache_json(bufcache_getstats(&mnt_));
+    j["cache"] = c["cache"];
+    j["cluster"] = c["cluster"];
+  }
+  if (device_) j["device"] = device_json(*device_);
+  j["inodes"] = inodes_ ? inodes_->size() : 0;
+  return j;
+}
+
+std::string fs_daemon::start_stats() {
+  if (o_.stats_path.empty()) return {};
+  stats_writer_ = std::make_unique<fuse::stats_writer>(o_.stats_path, o_.stats_interval, [this] { return stats_json(); });
+  if (int e = stats_writer_->write_now()) return "stats file '" + o_.stats_path + "': " + errstr(e);
+  ::mkdir("/run/vnopfs", 0755);
+  std::string link = fuse::stats_link_path(o_.mountpoint);
+  ::unlink(link.c_str());
+  if (::symlink(o_.stats_path.c_str(), link.c_str()) == 0) stats_link_.path = link;
+  stats_writer_->start();
+  return {};
+}
+
+std::string fs_daemon::start() {
+  std::signal(SIGPIPE, SIG_IGN);
+  for (auto step : {&fs_daemon::open_device, &fs_daemon::mount_fs, &fs_daemon::mount_fuse, &fs_daemon::start_stats})
+    if (std::string e = (this->*step)(); !e.empty()) return e;
+  VLOG_INFO("%s mounted on %s (kcache=%s, backend=%s, cache %zu MiB)", o_.image.c_str(), o_.mountpoint.c_str(),
+            cfg::kcache_name(o_.kcache_mode), cfg::backend_name(o_.dev_backend), o_.cache_bytes >> 20);
+  return {};
+}
+
+std::string fs_daemon::serve() {
+  fuse_loop_config* lc = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(lc, static_cast<unsigned>(o_.threads));
+  fuse_loop_cfg_set_clone_fd(lc, 0);
+  (void)fuse_session_loop_mt(session_.get(), lc);
+  fuse_loop_cfg_destroy(lc);
+
+  // Unmounted by the kernel (umount, fusermount3 -u) or asked to stop (SIGTERM, SIGINT, SIGHUP): detach the
+  // mount if still there, then flush everything and mark the filesystem clean. The stats file gets the
+  // figures before and after the last flush.
+  fuse_remove_signal_handlers(session_.get());
+  fuse_hold_.signals = false;
+  fuse_session_unmount(session_.get());
+  fuse_hold_.se = nullptr;
+  if (stats_writer_) {
+    stats_writer_->stop();
+    (void)stats_writer_->write_now();
+  }
+  std::string err = unmount_fs();
+  if (stats_writer_) (void)stats_writer_->write_now();
+  VLOG_INFO("%s unmounted%s", o_.image.c_str(), err.empty() ? " cleanly" : " with errors");
+  return err;
+}
+
+}  // namespace vnopfs::daemon

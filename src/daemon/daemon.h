@@ -1,0 +1,85 @@
+// daemon.h: one image served over FUSE: the device, VFS_MOUNT under the layer stack, the inode table, the
+// FUSE session and the stats file; started in that order, torn down in reverse.
+//
+// Start-up convention (here, in src/config/options.h and in src/fuse/preflight.h): a step returns the
+// message the user reads, "" on success, and prints nothing; main prints it once as "vnopfs: MESSAGE".
+// What a step acquired is held by a member whose destructor releases it (the device, the VFS mount, the
+// FUSE session, its kernel mount and signal handlers, the stats writer and link), so a failed step just
+// returns and ~fs_daemon releases what was built, in reverse order.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "src/config/options.h"
+#include "src/fuse/frontend.h"  // FUSE_USE_VERSION, then <fuse_lowlevel.h>
+#include "src/fuse/statsfile.h"
+#include "vnopfs/device.h"
+#include "vnopfs/mount.h"
+#include "vnops/layers/layer.h"
+#include "vnops/layers/stats.h"
+
+namespace vnopfs::daemon {
+
+// Before anything is touched: every layer name exists, stats= and log= become absolute (the daemon
+// changes directory to /), the mountpoint and image pass preflight; *lock_fd keeps the image's lock.
+std::string prepare(config::options* o, int* lock_fd);
+
+class fs_daemon {
+ public:
+  explicit fs_daemon(const config::options& o) : o_(o) {}
+  ~fs_daemon();
+  fs_daemon(const fs_daemon&) = delete;
+  fs_daemon& operator=(const fs_daemon&) = delete;
+
+  // Opens the device, mounts the filesystem, mounts FUSE and starts the stats writer.
+  std::string start();
+  // Serves requests until the kernel unmounts or a signal (SIGTERM, SIGINT, SIGHUP) asks to stop, then
+  // flushes everything and marks the filesystem clean. "" or the unmount's error.
+  std::string serve();
+
+ private:
+  std::string open_device();
+  std::string mount_fs();
+  std::string mount_fuse();
+  std::string start_stats();
+  std::string unmount_fs();
+  nlohmann::json stats_json();
+
+  struct session_destroy {
+    void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+  };
+  // Each releases its resource when destroyed, if held.
+  struct vfs_mount_hold {
+    fs_daemon* d = nullptr;
+    ~vfs_mount_hold() { if (d) (void)d->unmount_fs(); }
+  };
+  struct fuse_mount_hold {
+    fuse_session* se = nullptr;
+    bool signals = false;
+    ~fuse_mount_hold() {
+      if (signals) fuse_remove_signal_handlers(se);
+      if (se) fuse_session_unmount(se);
+    }
+  };
+  struct stats_link_hold {
+    std::string path;
+    ~stats_link_hold();
+  };
+
+  config::options o_;
+  std::unique_ptr<dev::device> device_;
+  mount mnt_;
+  std::unique_ptr<layer_stack> layers_;
+  stats_layer* stats_ = nullptr;
+  std::unique_ptr<fuse::inode_table> inodes_;
+  bool vfs_mounted_ = false;
+  vfs_mount_hold vfs_hold_;
+  fuse::frontend fe_;
+  std::unique_ptr<fuse_session, session_destroy> session_;
+  fuse_mount_hold fuse_hold_;
+  std::unique_ptr<fuse::stats_writer> stats_writer_;
+  stats_link_hold stats_link_;
+};
+
+}  // namespace vnopfs::daemon
