@@ -21,6 +21,7 @@
 #include "vnops/ext2/dirindex.h"
 
 using namespace vnopfs;
+using namespace ext2test;
 using vnopfs::ext2::dirindex_stats;
 using vnopfs::ext2::ext2_dirindex_set_budget;
 using vnopfs::ext2::ext2_dirindex_stats;
