@@ -206,12 +206,6 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
   off_t zstart = (ioflag & IO_HEADZEROFILL) ? std::min(headOff, start) : start;
   off_t zend = (ioflag & IO_TAILZEROFILL) ? std::max(tailOff, end) : end;
   if (zend <= zstart || start < 0) return 0;
-  vnode_bufs* vb;
-  {
-    std::lock_guard g(c->mtx);
-    vb = vb_get_locked(c, vp);
-  }
-  if (vb == nullptr) return ENOMEM;
   const daddr64_t b0 = zstart >> c->bshift, b1 = (zend + bs - 1) >> c->bshift;
   buf* small[16];
   std::vector<buf*> big;
@@ -240,6 +234,7 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
     size_t npush = 0;
     {
       std::lock_guard g(c->mtx);
+      vnode_bufs* vb = vp->v_bufs;  // created by getblk_run; freed only by reclaim, which cannot run now
       for (size_t i = 0; i < n; i++) {
         buf* bp = bps[i];
         if (i < copied) {
