@@ -1,16 +1,40 @@
 // buf_internal.h: the private side of the buffer cache (struct buf, per-vnode state, the cache itself),
 // shared by buf.cpp, push.cpp, spec.cpp, cluster.cpp, readahead.cpp and flusher.cpp. Nothing outside
-// cache/ includes it.
+// cache/ includes it. docs/cache.md explains the design; this header is the rulebook.
 //
-// Locking: one mutex per cache (bufcache::mtx) guards every field marked [M]: the hash, the queues, the
-// per-vnode lists and counters, and the busy bits. It is a leaf lock except for one nesting, cache mutex ->
-// mount::mnt_vnode_mutex (taking an iocount on a vnode found through its buffers, vnode_tryget_locked).
-// It is never held across I/O, a VNOP call or a callback.
+// Locks, in the order they may nest (a thread takes them left to right only):
+//   busy (BL_BUSY, an ownership, not a mutex) -> bufcache::mtx [M] -> mount::mnt_vnode_mutex
+// - [M] guards the hash, the queues, the per-vnode lists, numoutput and the write-behind/read-ahead state,
+//   and b_lflags. It is taken once per RUN of blocks, not once per block: getblk_run (lookup and busy of a
+//   whole request), release_run (mark dirty / release a whole request), one pass per cluster completion.
+//   It is never held across I/O, a copy of data, a VNOP call or a callback. Its one nesting is
+//   [M] -> mnt_vnode_mutex (vnode_tryget_locked: an iocount on a vnode found through its buffers).
+// - Everything else in a busy buffer (data, b_blkno, b_error, b_flags bits other than DELWRI) belongs to
+//   the busy holder and is changed without [M]. B_DELWRI changes only under [M] (it moves the buffer between
+//   its vnode's clean and dirty lists).
+// - Read without [M] (hints whose staleness is harmless): bufcache::ndirty (an atomic, written under [M]).
 //
-// Ownership: a buffer is busy (BL_BUSY) while one BufRef or one I/O owns it; a busy buffer is on no queue.
-// A free buffer is on exactly one queue: EMPTY (no identity, not hashed), AGE or LRU (clean, valid,
-// reclaimable) or DIRTY (delayed write, not reclaimable until written). Hashed buffers are on their vnode's
-// clean or dirty list whether busy or not.
+// Waiting is addressed, never a herd on one cache-wide condition variable:
+//   buf::b_cv       the buffer's busy release (BL_WANTED) and I/O completion (B_DONE)
+//   vnode_bufs::cv  that vnode's writes in flight (numoutput) and its push serialisation (pushing)
+//   bufcache::free_cv  writers waiting for a reclaimable buffer or for the dirty count to fall
+//   bufcache::hdr_cv   a cluster header to come back to the pool
+// Each is notified only when someone sleeps on it (the waiter counts beside them, [M]).
+//
+// Ownership: a buffer is busy (BL_BUSY) while one BufRef, one run (getblk_run) or one I/O owns it; a busy
+// buffer is on no queue. A free buffer is on exactly one queue: EMPTY (no identity, not hashed), AGE or LRU
+// (clean, valid, reclaimable) or DIRTY (delayed write, not reclaimable until written). Hashed buffers are on
+// their vnode's clean or dirty list whether busy or not. A vnode's dirty list is in the order its buffers
+// became dirty, so its front is its oldest delayed write (the flusher's aging looks at fronts only), and a
+// vnode with dirty buffers is on bufcache::dirty_vnodes (the flusher scans nothing else).
+//
+// Write-ordering dependencies (issue 15, soft-updates style; designed, not yet used): a buffer carries
+// b_dep, the head of a list of dependency records owned by the filesystem's dependency layer (per-mount
+// lock, ordered after busy and never nested with [M]). The cache calls the mount's bio_deps hooks only when
+// b_dep is non-empty: io_start on every buffer of a write (busy held, before VNOP_STRATEGY: it may roll back
+// unsafe bytes), io_complete on every member before busy is released (may re-dirty: release-as-dirty is part
+// of the completion batch), io_deallocate when a buffer loses its identity, io_countdeps for the flusher to
+// prefer buffers without dependencies. See docs/cache.md "Write ordering".
 #pragma once
 
 #include <atomic>
@@ -60,7 +84,7 @@ struct buf {
   int b_error = 0;               // owner
   uint32_t b_bcount = 0;
   daddr64_t b_lblkno = 0;        // identity: [M] changes only while busy and unhashed
-  daddr64_t b_blkno = BUF_UNMAPPED;
+  daddr64_t b_blkno = BUF_UNMAPPED;  // owner; set when the buffer is filled (cluster_write maps the run) or read
   vnode* b_vp = nullptr;
   vnode_bufs* b_vb = nullptr;
   char* b_datap = nullptr;
@@ -70,6 +94,7 @@ struct buf {
   bufcache* b_cache = nullptr;
   dev::io_request b_io;          // the one request of this buffer's I/O: nothing allocated per I/O
   std::condition_variable b_cv;  // [M] busy released (BL_WANTED) or I/O done (B_DONE)
+  list_hook b_dep;               // dependency records (issue 15): empty today; see the header comment
   bool b_header = false;         // a cluster header (fixed at create: read without the mutex)
   std::vector<buf*> b_members;   // cluster header: its buffers in block order (capacity reserved once)
 };
@@ -107,8 +132,11 @@ struct wcluster {
 struct vnode_bufs {
   vnode* vp = nullptr;
   list_hook vb_link;             // [M] bufcache::vnodes
-  buf_vnlist clean, dirty;       // [M]
+  list_hook vb_dirtylink;        // [M] bufcache::dirty_vnodes while `dirty` is not empty
+  buf_vnlist clean, dirty;       // [M] dirty: in the order the buffers became dirty (front = oldest)
   uint32_t numoutput = 0;        // [M] writes in flight (one per I/O: a cluster header counts once)
+  std::condition_variable cv;    // [M] numoutput fell or pushing ended; notified only when waiters > 0
+  uint32_t waiters = 0;          // [M]
   int error = 0;                 // [M] recorded write error, reported once by a flush with wait
   bool sticky = false;           // [M] data was dropped: every later flush with wait reports EIO
   bool reclaiming = false;       // [M] buf_vnode_reclaim runs: the flusher keeps away
@@ -125,6 +153,8 @@ struct vnode_bufs {
 };
 using vb_list = bi::list<vnode_bufs, bi::member_hook<vnode_bufs, list_hook, &vnode_bufs::vb_link>,
                          bi::constant_time_size<true>>;
+using vb_dirtylist = bi::list<vnode_bufs, bi::member_hook<vnode_bufs, list_hook, &vnode_bufs::vb_dirtylink>,
+                              bi::constant_time_size<true>>;
 
 // Counters, relaxed atomics so hot paths count without the mutex.
 struct cache_counters {
@@ -151,8 +181,12 @@ class bufcache {
   vnode* devvp = nullptr;
 
   std::mutex mtx;
-  std::condition_variable cv;  // [M] waits for: a free buffer, writes done, a header, a push finished
+  std::condition_variable free_cv;  // [M] a clean buffer became free, or the dirty count fell
+  std::condition_variable hdr_cv;   // [M] a cluster header came back
+  uint32_t free_waiters = 0, hdr_waiters = 0;  // [M]
   char* pool = nullptr;
+  size_t pool_bytes = 0;
+  bool pool_mapped = false;      // mmap'ed (huge pages advised) rather than aligned_alloc'ed
   std::unique_ptr<buf[]> bufs;
   std::unique_ptr<buf[]> hdrs;
   size_t nhdrs = 0;
@@ -161,8 +195,9 @@ class bufcache {
   buf_freelist q[BQ_COUNT];      // [M]
   buf_freelist hdr_free;         // [M]
   vb_list vnodes;                // [M] every vnode_bufs
-  uint64_t ndirty = 0, dirty_max = 0, nbusy = 0, dirty_seq = 0;  // [M]
-  uint32_t waiters = 0;          // [M] threads sleeping on cv
+  vb_dirtylist dirty_vnodes;     // [M] the vnode_bufs with dirty buffers, in the order they became dirty
+  std::atomic<uint64_t> ndirty{0};  // written under [M]; read without it as a hint (throttling)
+  uint64_t dirty_max = 0, nbusy = 0, dirty_seq = 0;  // [M]
   cache_counters n;
 
   // flusher [M]
@@ -181,12 +216,24 @@ int size_bucket(uint32_t blocks);
 // ---- buf.cpp internals (L: called with the cache mutex held)
 vnode_bufs* vb_get_locked(bufcache* c, vnode* vp);            // L; nullptr on ENOMEM
 buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno);  // L
-void notify_locked(bufcache* c);                               // L: wakes cv sleepers, if any
-void wait_locked(bufcache* c, std::unique_lock<std::mutex>& g);  // sleeps on cv
+void vb_wait_locked(vnode_bufs* vb, std::unique_lock<std::mutex>& g);  // sleeps on vb->cv
+void vb_notify_locked(vnode_bufs* vb);                                  // L: wakes vb->cv sleepers, if any
+void free_notify_locked(bufcache* c);                                   // L: wakes free_cv sleepers, if any
 // Takes a buffer for (vp, lblkno) without sleeping: an in-core one only if not busy and valid is wanted
 // by the caller (*found = true), else a fresh one if a clean buffer is free. nullptr when it would sleep.
 buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found);
 void brelse_locked(bufcache* c, buf* bp);                      // L: releases busy
+// Run operations: one acquisition of [M] for a whole request.
+// Takes busy buffers for the blocks [lbn, lbn + n) of vp in ascending order (n <= max_io_blocks) and returns
+// how many it took, a prefix: it stops at a block another owner holds busy, or when no clean buffer can be
+// reclaimed -- except for the first block, for which it waits as buf_getblk does, so the result is >= 1
+// (0 only for ENOMEM, or with RUN_ONLYVALID). Hits get B_CACHE; misses come back with B_DONE clear and
+// b_blkno BUF_UNMAPPED. RUN_ONLYVALID: stops at the first block not in core with valid (B_DONE) data and
+// never waits. Never sleeps while holding a buffer of the run.
+enum : int { RUN_ONLYVALID = 0x1 };
+size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, buf** out);
+// Releases n busy buffers under one acquisition of [M]; dirty: marks each delayed-write (B_DELWRI|B_DONE).
+void release_run(bufcache* c, buf** bps, size_t n, bool dirty);
 void markclean_locked(bufcache* c, buf* bp);                   // L: a write starts: DELWRI off
 void markdirty_locked(bufcache* c, buf* bp);                   // L: DELWRI on
 void invalidate_locked(bufcache* c, buf* bp);                  // L: busy bp loses its identity
@@ -197,6 +244,7 @@ void buf_startwrite(buf* bp);
 void vnode_async_throttle(bufcache* c, vnode_bufs* vb);
 // Cluster headers: a pool fixed at bufcache_create.
 buf* hdr_get(bufcache* c, vnode* vp, uint32_t flags);          // may sleep for one
+void hdr_put_locked(bufcache* c, buf* h);                      // L
 // Takes an iocount on vp if it is not terminating (the flusher and pressure pushes). L.
 bool vnode_tryget_locked(vnode* vp);
 

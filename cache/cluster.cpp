@@ -109,20 +109,22 @@ static bool writebehind_policy_locked(bufcache* c, vnode_bufs* vb, daddr64_t lb,
 // Dirty high-water policy for writers: past the mark a writer pushes its own vnode (it holds no filesystem
 // lock here, so its VNOP_BLOCKMAP calls are safe), wakes the flusher for the others, and waits until the
 // dirty count is back under the mark. Counted as a throttle wait.
+// The check is a relaxed read of the dirty count: no lock on the common path.
 static void dirty_throttle_policy(bufcache* c, vnode* vp) {
+  if (c->ndirty.load(std::memory_order_relaxed) < c->highwater) return;
   {
     std::lock_guard g(c->mtx);
-    if (c->ndirty < c->highwater) return;
+    if (c->ndirty.load(std::memory_order_relaxed) < c->highwater) return;
     c->n.throttle_waits.fetch_add(1, std::memory_order_relaxed);
     flusher_wake_locked(c);
   }
   push_vnode(c, vp, push_wait::No);
   std::unique_lock g(c->mtx);
-  while (c->ndirty >= c->highwater) {
+  while (c->ndirty.load(std::memory_order_relaxed) >= c->highwater) {
     flusher_wake_locked(c);
-    c->waiters++;
-    c->cv.wait_for(g, std::chrono::milliseconds(20));
-    c->waiters--;
+    c->free_waiters++;
+    c->free_cv.wait_for(g, std::chrono::milliseconds(20));
+    c->free_waiters--;
   }
 }
 
@@ -131,6 +133,71 @@ static int read_block(bufcache* c, vnode* vp, buf* bp) {
   return read_run(c, vp, &one, 1, false, false);
 }
 
+// Sets b_blkno on the run's buffers that are not mapped yet, from one VNOP_BLOCKMAP(VNODE_READ) per physical
+// run (one call for the whole request when the extent is contiguous): the push then writes them without
+// mapping again. VNODE_READ only looks up: a hole stays unmapped and is allocated by the push's
+// VNODE_WRITE as before, and a failed lookup leaves the buffers unmapped (the push maps them, and reports
+// its own error on exactly those buffers).
+static void map_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
+  if (vp->v_flag & VSYSTEM) return;  // device buffers are their own mapping
+  size_t i = 0;
+  while (i < n) {
+    if (bps[i]->b_blkno != BUF_UNMAPPED) {
+      i++;
+      continue;
+    }
+    daddr64_t bpn = -1;
+    size_t run = 0;
+    int err = VNOP_BLOCKMAP(vp, static_cast<off_t>(bps[i]->b_lblkno) << c->bshift, (n - i) << c->bshift, &bpn, &run,
+                            VNODE_READ, const_cast<vfs_context*>(&vfs_context::kernel()));
+    size_t nb = std::min(run >> c->bshift, n - i);
+    if (err || nb == 0) return;
+    if (bpn >= 0)
+      for (size_t k = 0; k < nb; k++) {
+        if (bps[i + k]->b_blkno == BUF_UNMAPPED) bps[i + k]->b_blkno = bpn + static_cast<daddr64_t>(k);
+      }
+    i += nb;
+  }
+}
+
+// One pass of cluster_write over the run of buffers [bps, bps + n) starting at block lb0: pre-read or zero
+// the partial blocks, map the run, copy with no cache lock held. Returns 0 or the pre-read's error (then
+// the buffers are still busy with the caller, nothing copied into the failed block or after it; *copied
+// says how many leading buffers were filled).
+static int fill_run(bufcache* c, vnode* vp, uio* uio, buf** bps, size_t n, daddr64_t lb0, off_t start, off_t end,
+                    off_t zstart, off_t zend, off_t oldEOF, off_t newEOF, size_t* copied) {
+  const off_t bs = c->bs;
+  *copied = 0;
+  for (size_t i = 0; i < n; i++) {
+    buf* bp = bps[i];
+    const off_t bstart = (lb0 + static_cast<daddr64_t>(i)) << c->bshift, bend = bstart + bs;
+    const off_t cs = std::max(zstart, bstart), ce = std::min(zend, bend);
+    if (!has(bp, B_DONE) && !(cs == bstart && ce == bend)) {
+      if (bstart < oldEOF) {  // a partial block with data on disk: read it first
+        if (int err = read_block(c, vp, bp)) return err;
+      } else {
+        buf_clear(bp);
+      }
+    }
+  }
+  map_run(c, vp, bps, n);
+  for (size_t i = 0; i < n; i++) {
+    char* d = bps[i]->b_datap;
+    const off_t bstart = (lb0 + static_cast<daddr64_t>(i)) << c->bshift, bend = bstart + bs;
+    const off_t cs = std::max(zstart, bstart), ce = std::min(zend, bend);
+    const off_t ds = std::max(start, bstart), de = std::min(end, bend);
+    if (cs < ds) std::memset(d + (cs - bstart), 0, static_cast<size_t>(std::min(ds, ce) - cs));  // head zeros
+    if (ds < de) uiomove(d + (ds - bstart), static_cast<size_t>(de - ds), uio);
+    const off_t ts = std::max(de, std::max(cs, bstart));
+    if (ts < ce) std::memset(d + (ts - bstart), 0, static_cast<size_t>(ce - ts));  // tail zeros
+    if (newEOF > bstart && newEOF < bend) std::memset(d + (newEOF - bstart), 0, static_cast<size_t>(bend - newEOF));
+    *copied = i + 1;
+  }
+  return 0;
+}
+
+// Per run of blocks: one lookup-and-busy pass (getblk_run), the fill with no cache lock held, one pass that
+// marks the run dirty, releases it and updates the write-behind clusters.
 int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff, off_t tailOff, int ioflag) {
   bufcache* c = cache_of(vp);
   const off_t bs = c->bs;
@@ -139,54 +206,58 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
   off_t zstart = (ioflag & IO_HEADZEROFILL) ? std::min(headOff, start) : start;
   off_t zend = (ioflag & IO_TAILZEROFILL) ? std::max(tailOff, end) : end;
   if (zend <= zstart || start < 0) return 0;
-  vnode_bufs* vb;
-  {
-    std::lock_guard g(c->mtx);
-    vb = vb_get_locked(c, vp);
-  }
-  if (vb == nullptr) return ENOMEM;
   const daddr64_t b0 = zstart >> c->bshift, b1 = (zend + bs - 1) >> c->bshift;
+  buf* small[16];
+  std::vector<buf*> big;
+  buf** bps = small;
+  const size_t maxrun = std::min<size_t>(c->max_io_blocks, static_cast<size_t>(b1 - b0));
+  if (maxrun > 16) {
+    try {
+      big.resize(maxrun);
+    } catch (const std::bad_alloc&) {
+      return ENOMEM;
+    }
+    bps = big.data();
+  }
+  const bool writebehind = !(ioflag & (IO_SYNC | IO_NOCACHE));
   int err = 0;
-  for (daddr64_t lb = b0; lb < b1; lb++) {
+  for (daddr64_t lb = b0; lb < b1;) {
     dirty_throttle_policy(c, vp);
-    const off_t bstart = lb << c->bshift, bend = bstart + bs;
-    BufRef bp = buf_getblk(vp, lb, BLK_WRITE);
-    if (!bp) {
+    size_t n = getblk_run(c, vp, lb, std::min<size_t>(maxrun, static_cast<size_t>(b1 - lb)), 0, bps);
+    if (n == 0) {
       err = ENOMEM;
       break;
     }
-    const off_t cs = std::max(zstart, bstart), ce = std::min(zend, bend);
-    if (!has(bp.get(), B_DONE) && !(cs == bstart && ce == bend)) {
-      if (bstart < oldEOF) {  // a partial block with data on disk: read it first
-        if ((err = read_block(c, vp, bp.get()))) {
-          buf_brelse(std::move(bp));
-          break;
-        }
-      } else {
-        buf_clear(bp.get());
-      }
-    }
-    char* d = bp.data();
-    const off_t ds = std::max(start, bstart), de = std::min(end, bend);
-    if (cs < ds) std::memset(d + (cs - bstart), 0, static_cast<size_t>(std::min(ds, ce) - cs));  // head zeros
-    if (ds < de) uiomove(d + (ds - bstart), static_cast<size_t>(de - ds), uio);
-    const off_t ts = std::max(de, std::max(cs, bstart));
-    if (ts < ce) std::memset(d + (ts - bstart), 0, static_cast<size_t>(ce - ts));  // tail zeros
-    if (newEOF > bstart && newEOF < bend) std::memset(d + (newEOF - bstart), 0, static_cast<size_t>(bend - newEOF));
-    wcluster push{0, 0};
-    bool full;
+    size_t copied = 0;
+    err = fill_run(c, vp, uio, bps, n, lb, start, end, zstart, zend, oldEOF, newEOF, &copied);
+    wcluster push[4];
+    size_t npush = 0;
     {
       std::lock_guard g(c->mtx);
-      buf* raw = bp.release();
-      markdirty_locked(c, raw);
-      raw->b_flags.fetch_or(B_DONE, std::memory_order_relaxed);
-      brelse_locked(c, raw);
-      full = !(ioflag & (IO_SYNC | IO_NOCACHE)) && writebehind_policy_locked(c, vb, lb, &push);
+      vnode_bufs* vb = vp->v_bufs;  // created by getblk_run; freed only by reclaim, which cannot run now
+      for (size_t i = 0; i < n; i++) {
+        buf* bp = bps[i];
+        if (i < copied) {
+          markdirty_locked(c, bp);
+          bp->b_flags.fetch_or(B_DONE, std::memory_order_relaxed);
+        }
+        brelse_locked(c, bp);
+        if (i < copied && writebehind) {
+          wcluster p{0, 0};
+          if (writebehind_policy_locked(c, vb, lb + static_cast<daddr64_t>(i), &p)) {
+            // More than 4 full clusters from one run of <= max_io_blocks cannot happen; were it to, the
+            // extra one would only lose its early push: its buffers stay dirty for the next push.
+            if (npush < 4) push[npush++] = p;
+          }
+        }
+      }
     }
-    if (full) {
+    for (size_t k = 0; k < npush; k++) {
       c->n.cluster_pushes.fetch_add(1, std::memory_order_relaxed);
-      push_range(c, vp, push.start, push.end);
+      push_range(c, vp, push[k].start, push[k].end);
     }
+    if (err) break;
+    lb += static_cast<daddr64_t>(n);
   }
   if (ioflag & (IO_SYNC | IO_NOCACHE)) {
     int e = cluster_push(vp, IO_SYNC);

@@ -14,18 +14,16 @@ namespace {
 enum class flush_reason { Age, Highwater, Throttle };
 
 // Collects the vnodes to push, file vnodes with an iocount taken (never one being reclaimed or
-// terminating), and whether the device vnode is due. L.
+// terminating), and whether the device vnode is due. Looks only at vnodes with dirty buffers, and at the
+// front of each one's dirty list (its oldest delayed write): no buffer list is scanned. L.
 bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
   bool dev_due = false;
   const uint64_t cutoff = now_ms() - std::min<uint64_t>(now_ms(), c->cfg.flush_age_ms);
   auto due = [&](vnode_bufs& vb) {
     if (vb.dirty.empty() || vb.reclaiming) return false;
-    if (why != flush_reason::Age) return true;
-    for (buf& b : vb.dirty)
-      if (b.b_timestamp_ms <= cutoff) return true;
-    return false;
+    return why != flush_reason::Age || vb.dirty.front().b_timestamp_ms <= cutoff;
   };
-  for (vnode_bufs& vb : c->vnodes) {
+  for (vnode_bufs& vb : c->dirty_vnodes) {
     if (!due(vb)) continue;
     if (vb.vp == c->devvp) {
       dev_due = true;
@@ -38,7 +36,7 @@ bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
 
 uint64_t dirty_now(bufcache* c) {
   std::lock_guard g(c->mtx);
-  return c->ndirty;
+  return c->ndirty.load(std::memory_order_relaxed);
 }
 
 // One flush pass for one reason. The early pushes stop at the low-water mark (Highwater) or when nothing is
@@ -49,7 +47,7 @@ void flush_pass(bufcache* c, flush_reason why) {
   {
     std::lock_guard g(c->mtx);
     try {
-      vps.reserve(c->vnodes.size());
+      vps.reserve(c->dirty_vnodes.size());
     } catch (const std::bad_alloc&) {
       return;  // the next pass tries again
     }
@@ -84,7 +82,7 @@ void flusher_main(bufcache* c) {
                            [&] { return c->flusher_stop || c->flusher_kick; });
     if (c->flusher_stop) break;
     bool kicked = std::exchange(c->flusher_kick, false);
-    bool high = c->ndirty > c->highwater;
+    bool high = c->ndirty.load(std::memory_order_relaxed) > c->highwater;
     c->n.flusher_runs.fetch_add(1, std::memory_order_relaxed);
     g.unlock();
     flush_pass(c, flush_reason::Age);

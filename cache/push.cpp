@@ -13,11 +13,7 @@ static vfs_context* kctx() { return const_cast<vfs_context*>(&vfs_context::kerne
 
 static void hdr_put(bufcache* c, buf* h) {
   std::lock_guard g(c->mtx);
-  h->b_members.clear();
-  h->b_lflags = BL_HEADER;
-  h->b_vp = nullptr;
-  c->hdr_free.push_back(*h);
-  notify_locked(c);
+  hdr_put_locked(c, h);
 }
 
 // A write that cannot be mapped fails like a device error: the data stays dirty and the vnode records EIO.
@@ -34,6 +30,8 @@ static void fail_write(buf* bp, int err) {
   buf_biodone(bp);
 }
 
+// Buffers filled by cluster_write arrive mapped (b_blkno set from the run's one VNOP_BLOCKMAP); only the
+// rest (holes at fill time, buffers dirtied through buf_bdwrite) are mapped here, a run at a time.
 void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
   const bool devv = vp->v_flag & VSYSTEM;
   vnode_bufs* vb = vp->v_bufs;
@@ -53,7 +51,8 @@ void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
         continue;
       }
       size_t nb = std::min(run >> c->bshift, n - i);
-      for (size_t k = 0; k < nb; k++) bps[i + k]->b_blkno = bpn + static_cast<daddr64_t>(k);
+      for (size_t k = 0; k < nb && bps[i + k]->b_blkno == BUF_UNMAPPED; k++)
+        bps[i + k]->b_blkno = bpn + static_cast<daddr64_t>(k);
     }
     size_t j = i + 1;
     while (j < n && j - i < c->max_io_blocks &&
@@ -146,13 +145,18 @@ int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool reada
 
 int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
   const bool w = wait == push_wait::Yes;
-  std::vector<buf*> list, run;
+  struct item {
+    daddr64_t lblkno;
+    buf* bp;
+  };
+  std::vector<item> list;
+  std::vector<buf*> run;
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vp->v_bufs;
   if (vb == nullptr) return 0;
   while (vb->pushing) {
     if (!w) return 0;  // an async push of a vnode already being pushed adds nothing
-    wait_locked(c, g);
+    vb_wait_locked(vb, g);
   }
   vb->pushing = true;
   const uint64_t seq0 = c->dirty_seq;
@@ -161,12 +165,16 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
     list.reserve(vb->dirty.size());
     run.reserve(c->max_io_blocks);
     for (buf& b : vb->dirty)
-      if (b.b_dirtyseq <= seq0) list.push_back(&b);
+      if (b.b_dirtyseq <= seq0) list.push_back({b.b_lblkno, &b});
   } catch (const std::bad_alloc&) {
     err = ENOMEM;
     list.clear();
   }
-  std::sort(list.begin(), list.end(), [](buf* a, buf* b) { return a->b_lblkno < b->b_lblkno; });
+  // Sorted without the cache mutex: the snapshot holds the block numbers (buffers are type-stable, and
+  // each one is re-checked below before it is taken).
+  g.unlock();
+  std::sort(list.begin(), list.end(), [](const item& a, const item& b) { return a.lblkno < b.lblkno; });
+  g.lock();
   auto flush_run = [&] {
     if (run.empty()) return;
     g.unlock();
@@ -175,9 +183,10 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
     g.lock();
   };
   for (size_t i = 0; i < list.size();) {
-    buf* bp = list[i];
+    buf* bp = list[i].bp;
     // Still this vnode's dirty data from before the call? (It may have been written or reused meanwhile.)
-    if (bp->b_vb != vb || !(bp->b_flags.load(std::memory_order_relaxed) & B_DELWRI) || bp->b_dirtyseq > seq0) {
+    if (bp->b_vb != vb || bp->b_lblkno != list[i].lblkno || !(bp->b_flags.load(std::memory_order_relaxed) & B_DELWRI) ||
+        bp->b_dirtyseq > seq0) {
       i++;
       continue;
     }
@@ -204,9 +213,9 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
   }
   flush_run();
   if (w)
-    while (vb->numoutput > 0) wait_locked(c, g);
+    while (vb->numoutput > 0) vb_wait_locked(vb, g);
   vb->pushing = false;
-  notify_locked(c);
+  vb_notify_locked(vb);
   return err;
 }
 

@@ -98,35 +98,39 @@ int cluster_read(vnode* vp, uio* uio, off_t filesize, int ioflag) {
   const off_t end = std::min<off_t>(uio->offset() + static_cast<off_t>(uio->resid()), filesize);
   const daddr64_t first = uio->offset() >> c->bshift, last = (end - 1) >> c->bshift;
   std::vector<buf*> run;
+  try {
+    run.reserve(c->max_io_blocks);
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  }
   int err = 0;
   daddr64_t lb = first;
   while (lb <= last) {
-    BufRef bp = buf_getblk(vp, lb, BLK_READ | BLK_ONLYVALID);
-    if (bp) {  // a hit
-      copy_out(c, bp.get(), uio, end);
-      lb++;
+    // Hits: the valid blocks from lb on, taken in one pass, copied with no lock, released in one pass.
+    run.resize(std::min<size_t>(c->max_io_blocks, static_cast<size_t>(last - lb + 1)));
+    size_t k = getblk_run(c, vp, lb, run.size(), RUN_ONLYVALID, run.data());
+    if (k > 0) {
+      for (size_t i = 0; i < k; i++) copy_out(c, run[i], uio, end);
+      release_run(c, run.data(), k, false);
+      lb += static_cast<daddr64_t>(k);
       continue;
     }
-    // A miss: the whole missing run of this request (up to max_io_blocks) in one read per physical run.
-    bp = buf_getblk(vp, lb, BLK_READ);
+    run.clear();
+    // A miss (or a busy block): the whole missing run of this request (up to max_io_blocks) in one read per
+    // physical run.
+    BufRef bp = buf_getblk(vp, lb, BLK_READ);
     if (!bp) return ENOMEM;
     if (has(bp.get(), B_DONE) || has(bp.get(), B_DELWRI)) {  // someone read or wrote it meanwhile
       copy_out(c, bp.get(), uio, end);
       lb++;
       continue;
     }
-    try {
-      run.clear();
-      run.reserve(c->max_io_blocks);
-    } catch (const std::bad_alloc&) {
-      return ENOMEM;
-    }
     run.push_back(bp.release());
     {
       std::lock_guard g(c->mtx);
-      for (daddr64_t k = lb + 1; k <= last && run.size() < c->max_io_blocks; k++) {
+      for (daddr64_t k2 = lb + 1; k2 <= last && run.size() < c->max_io_blocks; k2++) {
         bool found;
-        buf* b = getblk_nowait_locked(c, vp, k, &found);
+        buf* b = getblk_nowait_locked(c, vp, k2, &found);
         if (found && b) brelse_locked(c, b);
         if (found || b == nullptr) break;
         run.push_back(b);
@@ -138,8 +142,8 @@ int cluster_read(vnode* vp, uio* uio, off_t filesize, int ioflag) {
         copy_out(c, b, uio, end);
         if (ioflag & IO_NOCACHE) buf_setflags(b, B_NOCACHE);
       }
-      buf_brelse(BufRef(b));
     }
+    release_run(c, run.data(), run.size(), false);
     if (err) return err;
     lb += static_cast<daddr64_t>(run.size());
   }

@@ -11,8 +11,12 @@
 //   its buffer releases it (buf_brelse) — no path can forget a release.
 // - An async write (buf_bawrite, or a B_CALL buf) belongs to the I/O until buf_biodone, which releases it
 //   (async) or hands it to the callback (B_CALL: the callback owns it and must release it).
-// - Locks: one cache mutex guards the hash, the free lists, the per-vnode lists and the busy flags. It is
-//   never held across I/O, a VNOP call or a callback. Waiting for a busy buffer sleeps on the buffer.
+// - Locks: one cache mutex guards the hash, the free lists, the per-vnode lists and the busy flags, taken
+//   once per run of blocks by the cluster layer (one lookup-and-busy pass per request, one release pass,
+//   one pass per I/O completion). It is never held across I/O, a copy of data, a VNOP call or a callback.
+//   Everything else in a busy buffer (data, b_blkno, b_error, flags other than B_DELWRI) belongs to its
+//   owner and changes without it. Waiting is addressed: for a busy buffer on the buffer, for a vnode's
+//   writes on that vnode, for free buffers on the cache (cache/buf_internal.h has the full rules).
 //   Lock order (DESIGN.md section 6): vnode lock -> filesystem locks -> buffer busy -> cache mutex. So a
 //   thread holding a busy buffer may take no vnode lock, and no filesystem lock may be taken by a
 //   VNOP_STRATEGY/BLOCKMAP that the cache calls while a caller holds that lock... blockmap takes the
@@ -78,7 +82,9 @@ struct buf;
 char* buf_dataptr(const buf* bp);
 uint32_t buf_count(const buf* bp);        // bytes of this I/O (block size; a cluster header: the run)
 daddr64_t buf_lblkno(const buf* bp);      // logical block in its vnode (physical for the device vnode)
-daddr64_t buf_blkno(const buf* bp);       // physical block, or BUF_UNMAPPED
+// physical block, or BUF_UNMAPPED. cluster_write sets it when it fills a buffer (one VNOP_BLOCKMAP(VNODE_READ)
+// per run; holes stay unmapped), so a strategy must not assume a dirty file buffer arrives unmapped.
+daddr64_t buf_blkno(const buf* bp);
 void buf_setblkno(buf* bp, daddr64_t blkno);
 uint32_t buf_flags(const buf* bp);
 void buf_setflags(buf* bp, uint32_t flags);    // only B_NOCACHE, B_AGE, B_FUA, B_META may be set this way

@@ -6,8 +6,9 @@
 // reads: -1 = hole, read as zeros; VNODE_WRITE for writes: the filesystem maps or allocates there) and
 // issues one VNOP_STRATEGY per contiguous physical run (a B_CLUSTER header over the buffers).
 //
-// Locks: the caller holds the vnode lock as VNOP_READ/VNOP_WRITE do (shared or exclusive); the cluster
-// layer takes per-vnode cluster state under the cache mutex and never holds it across I/O.
+// Locks: the caller holds the vnode lock as VNOP_READ/VNOP_WRITE do (shared or exclusive) and no
+// filesystem lock that VNOP_BLOCKMAP takes; the cluster layer takes per-vnode cluster state under the cache
+// mutex, once per run of blocks, and never holds it across I/O or a copy.
 #pragma once
 
 #include <sys/types.h>
@@ -22,7 +23,10 @@ namespace vnopfs {
 // and read-ahead never reach past it; blocks past EOF are not written.
 void cluster_setsize(vnode* vp, off_t size);
 
-// Copies uio_resid bytes from uio into vp's buffers at uio_offset and marks them dirty.
+// Copies uio_resid bytes from uio into vp's buffers at uio_offset and marks them dirty. Works per run of up
+// to max_io_bytes: takes the run's buffers busy in one pass, maps the run with one VNOP_BLOCKMAP(VNODE_READ)
+// (b_blkno set on mapped blocks, so the push does not map them again; holes are left to the push's
+// VNODE_WRITE), copies with no cache lock held, then marks dirty and releases the run in one pass.
 // - oldEOF: the file size before this write; a partial first/last block below oldEOF that is not in core
 //   is read first (one I/O), a partial block at or past oldEOF is zero-filled instead.
 // - newEOF: the size after the write (the copy stops there: the caller clips).

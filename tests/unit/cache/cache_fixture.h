@@ -1,6 +1,7 @@
 // cache_fixture.h: a mount over a device with the buffer cache on it, and a tiny filesystem table for file
 // vnodes: logical block n of file vnode `base` lives at physical block base + n, except blocks in the hole
-// set, which read as holes until a VNODE_WRITE blockmap allocates them. A recording layer under the cache
+// set, which read as holes until a VNODE_WRITE blockmap allocates them, and blocks in the bad set, whose
+// blockmap fails with EIO (a run never reaches across one). A recording layer under the cache
 // keeps every request (op, offset, length) so tests can count and order device I/O, and can fail writes.
 #pragma once
 
@@ -105,6 +106,7 @@ struct tnode {
   daddr64_t base;
   std::mutex m;
   std::set<daddr64_t> holes;
+  std::set<daddr64_t> bad;  // blockmap of these fails (EIO)
   std::atomic<int> blockmaps{0};
 };
 
@@ -115,6 +117,12 @@ inline int t_blockmap(vnop_blockmap_args* ap) {
   daddr64_t lb = ap->a_foffset / bs;
   size_t nblk = std::max<size_t>(1, ap->a_size / bs);
   std::lock_guard g(n->m);
+  if (n->bad.count(lb)) return EIO;
+  for (size_t k = 1; k < nblk; k++)
+    if (n->bad.count(lb + static_cast<daddr64_t>(k))) {
+      nblk = k;
+      break;
+    }
   if (ap->a_flags & VNODE_WRITE) {
     for (size_t k = 0; k < nblk; k++) n->holes.erase(lb + static_cast<daddr64_t>(k));
   }

@@ -223,3 +223,162 @@ TEST_CASE("a failing device write surfaces as EIO from the next cluster_push(IO_
   f.mem->peek(0, disk.data(), disk.size());
   CHECK(disk == data);
 }
+
+TEST_CASE("cluster_write maps a request's run once when filling; the push does not map again", "[cluster][map]") {
+  fixture f;
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 3000);
+  auto* n = static_cast<tnode*>(vp->v_data);
+  off_t size = 0;
+  std::vector<char> data(64 * 4096);
+  fill(data, 11);
+  REQUIRE(fs_write(vp, size, 0, data.data(), data.size()) == 0);
+  CHECK(n->blockmaps == 1);  // one VNOP_BLOCKMAP for the 64-block request
+  {
+    BufRef bp = buf_getblk(vp, 63, BLK_ONLYVALID);
+    REQUIRE(bp);
+    CHECK(buf_blkno(bp.get()) == 3063);  // b_blkno set when the buffer was filled
+    CHECK((buf_flags(bp.get()) & B_DELWRI));
+  }
+  REQUIRE(cluster_push(vp, IO_SYNC) == 0);
+  CHECK(n->blockmaps == 1);  // the push used b_blkno
+  auto w = f.rec->log(dev::io_op::write);
+  REQUIRE(w.size() == 1);
+  CHECK(w[0].offset == 3000u * 4096);
+  CHECK(w[0].length == data.size());
+  std::vector<char> disk(data.size());
+  f.mem->peek(3000u * 4096, disk.data(), disk.size());
+  CHECK(disk == data);
+}
+
+TEST_CASE("a hole at fill time stays unmapped and is allocated by the push", "[cluster][map]") {
+  fixture f;
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 7000, {4, 5});
+  off_t size = 8 * 4096;
+  cluster_setsize(vp, size);
+  std::vector<char> data(8 * 4096);
+  fill(data, 5);
+  REQUIRE(fs_write(vp, size, 0, data.data(), data.size()) == 0);
+  {
+    BufRef bp = buf_getblk(vp, 4, BLK_ONLYVALID);
+    REQUIRE(bp);
+    CHECK(buf_blkno(bp.get()) == BUF_UNMAPPED);
+  }
+  REQUIRE(cluster_push(vp, IO_SYNC) == 0);
+  std::vector<char> disk(data.size());
+  f.mem->peek(7000u * 4096, disk.data(), disk.size());
+  CHECK(disk == data);
+}
+
+TEST_CASE("errors stay exact in a run: a block whose mapping fails fails alone", "[cluster][errors]") {
+  fixture f;
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 9000);
+  auto* n = static_cast<tnode*>(vp->v_data);
+  {
+    std::lock_guard g(n->m);
+    n->bad = {5};
+  }
+  off_t size = 0;
+  std::vector<char> data(16 * 4096);
+  fill(data, 21);
+  REQUIRE(fs_write(vp, size, 0, data.data(), data.size()) == 0);  // delayed: the mapping error waits for the push
+  CHECK(cluster_push(vp, IO_SYNC) == EIO);
+  CHECK(f.stats().dirty == 1);  // only block 5 kept dirty
+  CHECK(!(buf_flags(buf_getblk(vp, 4, BLK_ONLYVALID).get()) & B_DELWRI));
+  CHECK((buf_flags(buf_getblk(vp, 5, BLK_ONLYVALID).get()) & B_DELWRI));
+  CHECK(!(buf_flags(buf_getblk(vp, 6, BLK_ONLYVALID).get()) & B_DELWRI));
+  std::vector<char> disk(data.size());
+  f.mem->peek(9000u * 4096, disk.data(), disk.size());
+  CHECK(std::memcmp(disk.data(), data.data(), 5 * 4096) == 0);
+  CHECK(std::memcmp(disk.data() + 6 * 4096, data.data() + 6 * 4096, 10 * 4096) == 0);
+  CHECK(cluster_push(vp, IO_SYNC) == EIO);  // still failing: reported again, data still kept
+  {
+    std::lock_guard g(n->m);
+    n->bad.clear();
+  }
+  CHECK(cluster_push(vp, IO_SYNC) == 0);
+  CHECK(f.stats().dirty == 0);
+  f.mem->peek(9000u * 4096, disk.data(), disk.size());
+  CHECK(disk == data);
+}
+
+TEST_CASE("errors stay exact under batching: a failed cluster I/O fails only its own members", "[cluster][errors]") {
+  fixture f(big_config());
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 0);
+  off_t size = 8 << 20;
+  cluster_setsize(vp, size);
+  // Three separate runs of 64 blocks (three I/Os of one push), the middle one on a failing device range.
+  std::vector<char> data(64 * 4096);
+  const off_t starts[3] = {0, 1 << 20, 2 << 20};
+  for (int r = 0; r < 3; r++) {
+    fill(data, 100 + r);
+    REQUIRE(fs_write(vp, size, starts[r], data.data(), data.size()) == 0);
+  }
+  f.rec->fail_writes(1u << 20, (1u << 20) + 4096);  // overlaps only the middle run's first block
+  CHECK(cluster_push(vp, IO_SYNC) == EIO);
+  CHECK(f.stats().dirty == 64);  // the middle run's buffers, and nothing else
+  CHECK(f.stats().busy == 0);
+  std::vector<char> disk(data.size());
+  for (int r : {0, 2}) {
+    fill(data, 100 + r);
+    f.mem->peek(static_cast<uint64_t>(starts[r]), disk.data(), disk.size());
+    CHECK(disk == data);
+  }
+  // The failed run's data is still in the cache, intact, and reaches the device once it recovers.
+  fill(data, 101);
+  std::vector<char> back(data.size());
+  uio u(back.data(), back.size(), starts[1], UIO_READ);
+  REQUIRE(cluster_read(vp, &u, size, 0) == 0);
+  CHECK(back == data);
+  f.rec->fail_writes(0, 0);
+  CHECK(cluster_push(vp, IO_SYNC) == 0);
+  CHECK(cluster_push(vp, IO_SYNC) == 0);  // reported once
+  f.mem->peek(static_cast<uint64_t>(starts[1]), disk.data(), disk.size());
+  CHECK(disk == data);
+}
+
+TEST_CASE("concurrent writers and pushes on one vnode: every byte reaches the device", "[cluster][concurrency]") {
+  fixture f(big_config());
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 0);
+  const off_t size = 16 << 20;
+  cluster_setsize(vp, size);
+  constexpr int kThreads = 4;
+  std::vector<std::thread> th;
+  std::atomic<int> errors{0};
+  for (int t = 0; t < kThreads; t++)
+    th.emplace_back([&, t] {
+      std::vector<char> chunk(t % 2 ? 4096 : 64 << 10);
+      // Each thread owns every kThreads-th 256 KiB stripe: no two write the same byte.
+      for (off_t stripe = t; stripe * (256 << 10) < size; stripe += kThreads)
+        for (off_t off = stripe * (256 << 10); off < (stripe + 1) * (256 << 10); off += static_cast<off_t>(chunk.size())) {
+          fill(chunk, static_cast<uint64_t>(off));
+          uio u(chunk.data(), chunk.size(), off, UIO_WRITE);
+          if (cluster_write(vp, &u, size, size, 0, 0, 0) != 0) errors++;
+          if ((off >> 12) % 97 == 0 && cluster_push(vp, (off >> 12) % 2 ? IO_SYNC : 0) != 0) errors++;
+        }
+    });
+  for (auto& x : th) x.join();
+  CHECK(errors == 0);
+  REQUIRE(cluster_push(vp, IO_SYNC) == 0);
+  CHECK(f.stats().busy == 0);
+  CHECK(f.stats().dirty == 0);
+  std::vector<char> disk(4096), want(4096);
+  for (off_t off = 0; off < size; off += 4096) {
+    f.mem->peek(static_cast<uint64_t>(off), disk.data(), disk.size());
+    // The chunk that covered this block was filled from its own start offset.
+    int t = static_cast<int>((off / (256 << 10)) % kThreads);
+    size_t csz = t % 2 ? 4096 : 64 << 10;
+    off_t cstart = off / static_cast<off_t>(csz) * static_cast<off_t>(csz);
+    std::vector<char> chunk(csz);
+    fill(chunk, static_cast<uint64_t>(cstart));
+    std::memcpy(want.data(), chunk.data() + (off - cstart), 4096);
+    if (disk != want) {
+      FAIL_CHECK("block " << off / 4096 << " differs");
+      break;
+    }
+  }
+}

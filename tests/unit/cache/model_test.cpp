@@ -3,6 +3,7 @@
 // random); the seed is printed so a failure can be replayed: VNOPFS_SEED=<seed> test_cache "[model]".
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 
@@ -13,7 +14,9 @@ using namespace cachetest;
 TEST_CASE("random operations always read back what the byte model says", "[model]") {
   uint64_t seed = std::random_device{}();
   if (const char* e = std::getenv("VNOPFS_SEED")) seed = std::strtoull(e, nullptr, 0);
-  WARN("model test seed: VNOPFS_SEED=" << seed);
+  // On a failure Catch prints the INFO; stderr has it too for runs that lose the report (JUnit drops WARN).
+  INFO("model test seed: VNOPFS_SEED=" << seed);
+  std::fprintf(stderr, "model test seed: VNOPFS_SEED=%llu\n", static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
   auto rnd = [&](uint64_t n) { return n ? rng() % n : 0; };
 
