@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""meta.py: create, stat and unlink COUNT empty files under DIR; prints one JSON object.
+
+    meta.py DIR COUNT spread|onedir CAP_SECONDS
+
+spread: the files are spread over directories of 1,000 entries (made before timing starts);
+onedir: all of them in one directory, so the directory grows to COUNT entries.
+Each phase stops after COUNT files or CAP_SECONDS, whichever comes first; stat and unlink work on the
+files the create phase made. The rate of a phase is files done / seconds taken. For onedir the rate of
+the first and last tenth of the create phase is printed too (does create slow down as the directory grows?).
+"""
+import json
+import os
+import sys
+import time
+
+
+def main():
+    top, count, layout, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    per_dir = 1000 if layout == "spread" else count
+    dirs = []
+    for d in range((count + per_dir - 1) // per_dir):
+        p = os.path.join(top, "d%03d" % d)
+        os.mkdir(p)
+        dirs.append(p)
+    names = [os.path.join(dirs[i // per_dir], "f%06d" % i) for i in range(count)]
+    out = {"layout": layout, "count": count, "cap_seconds": cap}
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
+
+    tenth = max(1, count // 10)
+    marks = []
+    t0 = time.monotonic()
+    deadline = t0 + cap
+    made = 0
+    for n in names:
+        os.close(os.open(n, flags, 0o644))
+        made += 1
+        if made % tenth == 0:
+            marks.append(time.monotonic())
+        if made % 64 == 0 and time.monotonic() > deadline:
+            break
+    t1 = time.monotonic()
+    out["create"] = phase(made, t1 - t0, count)
+    if len(marks) >= 2:
+        out["create_first_tenth_ops"] = tenth / (marks[0] - t0)
+        out["create_last_tenth_ops"] = tenth / (marks[-1] - marks[-2])
+
+    for name, fn in (("stat", os.stat), ("unlink", os.unlink)):
+        t0 = time.monotonic()
+        deadline = t0 + cap
+        done = 0
+        for n in names[:made]:
+            fn(n)
+            done += 1
+            if done % 64 == 0 and time.monotonic() > deadline:
+                break
+        out[name] = phase(done, time.monotonic() - t0, made)
+    print(json.dumps(out))
+
+
+def phase(done, secs, wanted):
+    return {"files": done, "seconds": secs, "ops": done / secs if secs > 0 else 0.0, "complete": done == wanted}
+
+
+if __name__ == "__main__":
+    main()
