@@ -9,6 +9,7 @@ Each phase stops after COUNT files or CAP_SECONDS, whichever comes first; stat a
 files the create phase made. The rate of a phase is files done / seconds taken. For onedir the rate of
 the first and last tenth of the create phase is printed too (does create slow down as the directory grows?).
 """
+import errno
 import json
 import os
 import sys
@@ -32,15 +33,20 @@ def main():
     t0 = time.monotonic()
     deadline = t0 + cap
     made = 0
+    stopped = {}
     for n in names:
-        os.close(os.open(n, flags, 0o644))
+        try:
+            os.close(os.open(n, flags, 0o644))
+        except OSError as e:
+            stopped["create"] = limit_error(e)
+            break
         made += 1
         if made % tenth == 0:
             marks.append(time.monotonic())
         if made % 64 == 0 and time.monotonic() > deadline:
             break
     t1 = time.monotonic()
-    out["create"] = phase(made, t1 - t0, count)
+    out["create"] = phase(made, t1 - t0, count, stopped.get("create"))
     if len(marks) >= 2:
         out["create_first_tenth_ops"] = tenth / (marks[0] - t0)
         out["create_last_tenth_ops"] = tenth / (marks[-1] - marks[-2])
@@ -50,16 +56,31 @@ def main():
         deadline = t0 + cap
         done = 0
         for n in names[:made]:
-            fn(n)
+            try:
+                fn(n)
+            except OSError as e:
+                stopped[name] = limit_error(e)
+                break
             done += 1
             if done % 64 == 0 and time.monotonic() > deadline:
                 break
-        out[name] = phase(done, time.monotonic() - t0, made)
+        out[name] = phase(done, time.monotonic() - t0, made, stopped.get(name))
     print(json.dumps(out))
 
 
-def phase(done, secs, wanted):
-    return {"files": done, "seconds": secs, "ops": done / secs if secs > 0 else 0.0, "complete": done == wanted}
+def limit_error(e):
+    """A file system that runs out of a resource (passthrough_ll keeps one fd per inode it knows, so it
+    fails with EMFILE or EBADF near RLIMIT_NOFILE inodes) ends the phase like the time cap; others fail."""
+    if e.errno in (errno.EMFILE, errno.ENFILE, errno.EBADF, errno.ENOSPC):
+        return "%s after the files counted" % errno.errorcode[e.errno]
+    raise e
+
+
+def phase(done, secs, wanted, stopped=None):
+    r = {"files": done, "seconds": secs, "ops": done / secs if secs > 0 else 0.0, "complete": done == wanted}
+    if stopped:
+        r["stopped"] = stopped
+    return r
 
 
 if __name__ == "__main__":
