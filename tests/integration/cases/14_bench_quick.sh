@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 13_bench_quick: scripts/bench --quick against the build under test works end to end: every target and job
+# 14_bench_quick: scripts/bench --quick against the build under test works end to end: every target and job
 # gives a number, the vnopfs daemon figures (RSS, CPU, device I/O, cache) are there, the chart is a PNG,
 # and nothing stays mounted. A smoke test only: no speed is asserted.
 source "$(dirname "$0")/../lib/common.sh"
