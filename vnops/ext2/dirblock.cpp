@@ -73,6 +73,11 @@ bool dirblock_check(const uint8_t* blk, const dirblock_geom& g, dirblock_fault* 
       if (name_len == 0) return fault(f, off, "name_len", 0);
       if (rec_len < ext2_dir_rec_len(name_len)) return fault(f, off, "rec_len", rec_len);
       if (ft >= EXT2_FT_MAX) return fault(f, off, "file_type", ft);
+      // A name no path can spell (e2fsck: "illegal characters in its name"); through FUSE the kernel would
+      // refuse the whole readdir reply, so the block is damaged, not the one entry. The value is the byte.
+      const auto* nm = rec + EXT2_DIR_ENTRY_HEADER;
+      for (uint32_t i = 0; i < name_len; i++)
+        if (nm[i] == '/' || nm[i] == '\0') return fault(f, off, "name", nm[i]);
     }
     off += rec_len;
   }
