@@ -157,7 +157,7 @@ int bufcache_destroy(mount* mp) {
   bufcache* c = mp->mnt_cache;
   if (c == nullptr) return 0;
   int first = 0;
-  // Data before the metadata that points to it (DESIGN.md 5b), then the device vnode.
+  // Data before the metadata that points to it (docs/design.md, "Durability without a journal"), then the device vnode.
   std::vector<vnode*> vps;
   {
     std::lock_guard g(c->mtx);

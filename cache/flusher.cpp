@@ -1,7 +1,7 @@
 // flusher.cpp: the update daemon, one thread per cache. Every flusher_period_ms (or when woken by a
 // throttled writer) it writes delayed buffers older than flush_age_ms, and past the dirty high-water mark
 // pushes early down to the low-water mark. File data goes first and is waited for before device-vnode
-// metadata is pushed: data before the pointers to it (DESIGN.md 5b).
+// metadata is pushed: data before the pointers to it (docs/design.md, "Durability without a journal").
 #include <algorithm>
 #include <vector>
 

@@ -17,7 +17,7 @@
 //   Everything else in a busy buffer (data, b_blkno, b_error, flags other than B_DELWRI) belongs to its
 //   owner and changes without it. Waiting is addressed: for a busy buffer on the buffer, for a vnode's
 //   writes on that vnode, for free buffers on the cache (cache/buf_internal.h has the full rules).
-//   Lock order (DESIGN.md section 6): vnode lock -> filesystem locks -> buffer busy -> cache mutex. So a
+//   Lock order (docs/design.md, "Lock order"): vnode lock -> filesystem locks -> buffer busy -> cache mutex. So a
 //   thread holding a busy buffer may take no vnode lock, and no filesystem lock may be taken by a
 //   VNOP_STRATEGY/BLOCKMAP that the cache calls while a caller holds that lock... blockmap takes the
 //   filesystem's own short locks only.

@@ -5,7 +5,7 @@
 // - ext2_inode_info (vnode::v_data): the in-core copy of one on-disk inode plus its lock. One vnode per
 //   inode: ext2_iget goes through the mount's vnode hash (vfs_hash_get / vfs_hash_insert).
 //
-// Locks, outermost first (DESIGN.md section 6):
+// Locks, outermost first (docs/design.md, "Lock order"):
 //   vnode lock (v_lock, taken by VNOP callers per vnop.def)
 //   -> ext2_inode_info::i_lock (metadata of that inode: the on-disk copy, block map, size)
 //   -> ext2_group::g_lock (bitmaps and counts of one group; taken inside balloc/ialloc/bfree/ifree only)

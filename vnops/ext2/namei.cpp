@@ -2,7 +2,7 @@
 // readdir) over dir.h. Errors and their precedence follow Linux's ext2 (the reference: ENAMETOOLONG first,
 // then search permission, then EEXIST/ENOENT, then write permission, then EROFS).
 //
-// Write order (DESIGN.md 5b): a new inode, with its link count, is written synchronously before the
+// Write order (docs/design.md, "Durability without a journal"): a new inode, with its link count, is written synchronously before the
 // entry that names it; a directory's first block before the directory's inode covers it; a link count is
 // raised (and written) before an entry is added and lowered after one is removed; the removed entry itself
 // is written synchronously (dir.cpp), so a freed inode is never reused while an old name for it is on disk.

@@ -9,7 +9,7 @@
 // the locks both names are looked up again; if either no longer names what the caller saw, ENOENT (source
 // gone) or ESTALE (target changed): the frontend looks up again and retries.
 //
-// Write order (DESIGN.md 5b): the new name is written (synchronously) before the old one is removed, so
+// Write order (docs/design.md, "Durability without a journal"): the new name is written (synchronously) before the old one is removed, so
 // a crash leaves two names (e2fsck fixes the link count), never none; a directory's parent gains its link
 // before the entry and loses it after.
 #include <sys/stat.h>
