@@ -125,7 +125,7 @@ int bufcache_create(mount* mp, dev::device* device, const bufcache_config& cfg) 
     for (size_t i = 0; i < c->nhdrs; i++) {
       buf* h = &c->hdrs[i];
       h->b_cache = c.get();
-      h->b_lflags = BL_HEADER;
+      h->b_lflags = 0;
       h->b_header = true;
       h->b_members.reserve(c->max_io_blocks);
       h->b_io.iov.reserve(c->max_io_blocks);
@@ -749,7 +749,7 @@ static void cluster_iodone(buf* hdr) {
 
 void hdr_put_locked(bufcache* c, buf* h) {
   h->b_members.clear();
-  h->b_lflags = BL_HEADER;
+  h->b_lflags = 0;
   h->b_vp = nullptr;
   c->hdr_free.push_back(*h);
   if (c->hdr_waiters) c->hdr_cv.notify_one();
@@ -769,7 +769,7 @@ buf* hdr_get(bufcache* c, vnode* vp, uint32_t flags) {
   h->b_error = 0;
   h->b_bcount = 0;
   h->b_members.clear();
-  h->b_lflags = BL_HEADER;
+  h->b_lflags = 0;
   return h;
 }
 

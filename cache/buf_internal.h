@@ -64,7 +64,6 @@ enum : uint8_t {  // b_lflags [M]
   BL_BUSY = 0x1,
   BL_WANTED = 0x2,
   BL_RAHEAD = 0x4,   // read by read-ahead and not yet used (readahead_used counts the first hit)
-  BL_HEADER = 0x8,   // a cluster header (no memory of its own)
 };
 constexpr uint32_t kMaxClustersPerVnode = 32;
 
