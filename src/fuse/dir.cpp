@@ -70,7 +70,7 @@ int do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool 
     } else {
       fuse_entry_param ep{};
       ep.attr = st;
-      vref vp;
+      iocount_ref vp;
       if (!dot_or_dotdot(e.name)) {
         componentname cn{e.name.data(), e.name.size()};
         int lerr = VNOP_LOOKUP(dvp, &cn, vp.out(), &ctx);

@@ -84,7 +84,7 @@ void close_handle(fuse_req_t req, fuse_file_info* fi) {
 int do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) TRY(truncate_on_open(vp.get(), ctx));
   TRY(open_handle(req, vp.get(), fi, ctx));
@@ -97,10 +97,10 @@ int do_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
-  vref dvp;
+  iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
   componentname cn{name, std::strlen(name)};
-  vref vp;
+  iocount_ref vp;
   bool created = true;
   {
     vn_exclusive l(dvp.get());
@@ -229,7 +229,7 @@ int do_write(fuse_req_t req, const char* data, size_t size, off_t off, fuse_file
 int do_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, false);
-  vref vp;
+  iocount_ref vp;
   handle* h = fi ? fh_of(fi) : nullptr;
   if (h) {
     vnode_get(h->vp);
@@ -359,7 +359,7 @@ void ll_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info
 int dir_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   if (vp.get()->v_type != vtype::VDIR) return ENOTDIR;
   TRY(VNOP_OPEN(vp.get(), fi->flags, &ctx));

@@ -150,8 +150,6 @@ inline void run_noreply(fuse_req_t req, F&& f) noexcept {
   fuse_reply_none(req);
 }
 
-using vref = vnopfs::iocount_ref;  // include/vnopfs/vnode.h
-
 // Handler groups (node.cpp, file.cpp, dir.cpp, xattr.cpp).
 void ll_lookup(fuse_req_t, fuse_ino_t, const char*);
 void ll_forget(fuse_req_t, fuse_ino_t, uint64_t);

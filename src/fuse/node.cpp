@@ -29,9 +29,9 @@ int do_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
-  vref dvp;
+  iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
-  vref vp;
+  iocount_ref vp;
   if (std::strcmp(name, ".") == 0) {
     vnode_get(dvp.get());
     *vp.out() = dvp.get();
@@ -57,7 +57,7 @@ int do_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 int do_getattr(fuse_req_t req, fuse_ino_t ino) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, false);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   struct stat st;
   TRY(vn_stat(vp.get(), ctx, &st));
@@ -68,7 +68,7 @@ int do_getattr(fuse_req_t req, fuse_ino_t ino) {
 int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   vnode_attr va;
   if (to_set & FUSE_SET_ATTR_MODE) {
@@ -123,7 +123,7 @@ int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) {
 int do_readlink(fuse_req_t req, fuse_ino_t ino) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, false);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   std::vector<char> buf(65536 + 1);
   uio u(buf.data(), 65536, 0, UIO_READ, UIO_USERSPACE);
@@ -143,11 +143,11 @@ int do_make(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   int err = 0;
   if (!name_ok(name, &err)) return err;
   vfs_context ctx = make_context(req, true);
-  vref dvp;
+  iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
   if (dvp.get()->v_type != vtype::VDIR) return ENOTDIR;
   componentname cn = cn_of(name);
-  vref vp;
+  iocount_ref vp;
   {
     vn_exclusive l(dvp.get());
     TRY(op(dvp.get(), &cn, vp.out(), &ctx));
@@ -200,17 +200,17 @@ int do_remove(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   if (!std::strcmp(name, ".")) return EINVAL;
   if (!std::strcmp(name, "..")) return ENOTEMPTY;
   vfs_context ctx = make_context(req, true);
-  vref dvp;
+  iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
   componentname cn = cn_of(name);
   for (int attempt = 0; attempt < 100; attempt++) {
-    vref vp;
+    iocount_ref vp;
     {
       vn_shared l(dvp.get());
       TRY(lookup_locked(dvp.get(), name, vp.out(), ctx));
     }
     vn_lock_pair(dvp.get(), vp.get());
-    vref again;
+    iocount_ref again;
     err = lookup_locked(dvp.get(), name, again.out(), ctx);
     if (err == 0 && again.get() == vp.get()) err = op(dvp.get(), vp.get(), &cn, &ctx);
     else if (err == 0) err = EAGAIN;
@@ -228,7 +228,7 @@ int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   int err = 0;
   if (!name_ok(newname, &err)) return err;
   vfs_context ctx = make_context(req, true);
-  vref vp, tdvp;
+  iocount_ref vp, tdvp;
   TRY(f.inodes->get(ino, vp.out()));
   TRY(f.inodes->get(newparent, tdvp.out()));
   componentname cn = cn_of(newname);
@@ -250,7 +250,7 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;  // RENAME_WHITEOUT: not in ext2
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
   vfs_context ctx = make_context(req, true);
-  vref fdvp, tdvp;
+  iocount_ref fdvp, tdvp;
   TRY(f.inodes->get(parent, fdvp.out()));
   TRY(f.inodes->get(newparent, tdvp.out()));
   componentname fcn = cn_of(name), tcn = cn_of(newname);
@@ -259,7 +259,7 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // The filesystem checks under its locks that the names still name what we looked up: ESTALE (target
   // changed) or ENOENT (source changed) while the source still exists means "look up again".
   for (int attempt = 0; attempt < 100; attempt++) {
-    vref fvp, tvp;
+    iocount_ref fvp, tvp;
     {
       vn_shared l(fdvp.get());
       TRY(lookup_locked(fdvp.get(), name, fvp.out(), ctx));
@@ -273,7 +273,7 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     if (err == 0 && (flags & RENAME_NOREPLACE)) return EEXIST;
     err = VNOP_RENAME(fdvp.get(), fvp.get(), &fcn, tdvp.get(), tvp.get(), &tcn, vflags, &ctx);
     if (err == ESTALE || err == ENOENT) {
-      vref again;
+      iocount_ref again;
       int lerr;
       {
         vn_shared l(fdvp.get());
@@ -300,7 +300,7 @@ int do_statfs(fuse_req_t req) {
 int do_access(fuse_req_t req, fuse_ino_t ino, int mask) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   TRY(VNOP_ACCESS(vp.get(), mask, &ctx));
   fuse_reply_err(req, 0);

@@ -22,7 +22,7 @@ int do_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (std::strlen(name) > 255) return ERANGE;
   if (is_acl_name(name)) return EOPNOTSUPP;
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   int opts = 0;
   if (flags & XATTR_CREATE) opts |= XATTR_OPT_CREATE;
@@ -70,7 +70,7 @@ int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   if (is_acl_name(name)) return ENODATA;
   if (known_absent(f, ino, name)) return ENODATA;
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   return get_value(req, size, [&](uio* u, size_t* sz) {
     vn_shared l(vp.get());
@@ -81,7 +81,7 @@ int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 int do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   frontend& f = fe(req);
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   return get_value(req, size, [&](uio* u, size_t* sz) {
     vn_shared l(vp.get());
@@ -93,7 +93,7 @@ int do_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   frontend& f = fe(req);
   if (is_acl_name(name)) return EOPNOTSUPP;
   vfs_context ctx = make_context(req, true);
-  vref vp;
+  iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   {
     vn_exclusive l(vp.get());
