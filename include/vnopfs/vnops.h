@@ -11,17 +11,9 @@
 // checks every vnode argument against the op's entry and exit columns; a mismatch calls the lock-violation
 // handler (default: print and abort; tests install their own).
 //
-// Return: 0 or an errno. Contracts of the data ops (see docs/design.md, "The contracts"):
-//   VNOP_WRITE  advances the uio by what was written; a short write is success; IO_UNIT restores size and
-//               uio on error; EFBIG past the maximum file size; ENOSPC/EDQUOT with nothing written.
-//   VNOP_READ   stops at EOF (0 with nothing moved), holes read as zeros.
-//   VNOP_FSYNC  MNT_WAIT: data, inode and mapping metadata stable, then a device flush; MNT_DWAIT: data and
-//               what is needed to read it; MNT_NOWAIT: start the writes only. EIO if an earlier write of
-//               this vnode failed since the last fsync that reported it.
-//   VNOP_BLOCKMAP  *a_bpn = device block of a_foffset (-1 for a hole), *a_run = contiguous bytes from there
-//               (<= a_size); flags VNODE_READ | VNODE_WRITE (VNODE_WRITE allocates holes).
-//   VNOP_READDIR calls a_filler for each entry from a_cookie; stops when it returns non-zero (that entry was
-//               not taken); *a_eofflag = 1 at the end. Cookies stay valid across concurrent changes.
+// Contracts: every op's arguments, locks on entry and exit, errno for each failure, what has changed when
+// it fails and who owns what are written beside the op in vnopfs/vnop.def (its header states the rules all
+// ops share). A layer passes them through; a table keeps them.
 #pragma once
 
 #include <sys/types.h>

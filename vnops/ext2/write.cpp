@@ -1,4 +1,4 @@
-// write.cpp: VNOP_WRITE through cluster_write, the full contract of include/vnopfs/vnops.h and docs/design.md, "The contracts".
+// write.cpp: VNOP_WRITE through cluster_write, the full contract of VNOP_WRITE in include/vnopfs/vnop.def and docs/design.md, "The contracts".
 //
 // Allocation design: blocks are allocated HERE, in VNOP_WRITE, before the data is copied (FFS ffs_balloc
 // style), not at push time. Reasons: ENOSPC reaches the writer with nothing changed (IO_UNIT reserves every
