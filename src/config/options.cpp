@@ -127,9 +127,10 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     return {};
   }
   if (key == "layers") {
-    // "+" separates names on -o (a comma would end the option); stored comma-separated for layer_stack.
+    // "+" separates layers on -o (a comma would end the option; ':' starts a layer's arguments, e.g.
+    // faults:op=write:errno=EIO); stored comma-separated for layer_stack.
     std::string l = v;
-    for (auto& c : l) if (c == '+' || c == ':') c = ',';
+    for (auto& c : l) if (c == '+') c = ',';
     o->layers = l;  // names are checked against the layer registry by the daemon
     return {};
   }
@@ -270,7 +271,8 @@ std::string usage() {
       "  -o attr_timeout=SECS   kernel attribute and entry cache time (1)\n"
       "  -o stats=PATH          live statistics as JSON, written every stats_interval seconds (1) and at exit;\n"
       "                         read them with vnopfs-stat MOUNTPOINT\n"
-      "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats\n"
+      "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats, readonly,\n"
+      "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
       "  -o log=PATH            the daemon's log once in the background (/dev/null)\n"
       "  -o config=FILE.json    the same keys as a JSON object; -o options win\n"

@@ -76,6 +76,7 @@ std::string prepare(cfg::options* o, int* lock_fd) {
   std::string names = o->layers + ",";
   for (size_t p = 0, c; (c = names.find(',', p)) != std::string::npos; p = c + 1) {
     std::string n = names.substr(p, c - p);
+    n = n.substr(0, n.find(':'));  // the name; its arguments are checked when the stack is built
     auto& known = layer_names();
     if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
       return "option 'layers': unknown layer '" + n + "'";

@@ -1,6 +1,9 @@
 // layer.cpp: layers by name, and stacks of them.
 #include "vnops/layers/layer.h"
 
+#include <algorithm>
+
+#include "vnops/layers/layer_args.h"
 #include "vnops/layers/stats.h"
 
 namespace vnopfs {
@@ -8,20 +11,34 @@ namespace vnopfs {
 std::unique_ptr<layer> make_trace_layer(const vnop_table* below);
 std::unique_ptr<layer> make_sync_layer(const vnop_table* below);
 std::unique_ptr<layer> make_nocache_layer(const vnop_table* below);
+std::unique_ptr<layer> make_readonly_layer(const vnop_table* below);
+std::unique_ptr<layer> make_faults_layer(const vnop_table* below, layer_args* args, std::string* err);
+std::unique_ptr<layer> make_delay_layer(const vnop_table* below, layer_args* args, std::string* err);
 
 const std::vector<std::string>& layer_names() {
-  static const std::vector<std::string> names{"stats", "trace", "sync", "nocache"};
+  static const std::vector<std::string> names{"stats", "trace", "sync", "nocache", "readonly", "faults", "delay"};
   return names;
 }
 
-std::unique_ptr<layer> make_layer(const std::string& name, const vnop_table* below, std::string* err) {
+std::unique_ptr<layer> make_layer(const std::string& spec, const vnop_table* below, std::string* err) {
+  layer_args args;
+  if (!layer_args::parse(spec, &args, err)) return nullptr;
+  const std::string& name = args.name;
+  if (name == "faults") return make_faults_layer(below, &args, err);
+  if (name == "delay") return make_delay_layer(below, &args, err);
+  auto known = std::find(layer_names().begin(), layer_names().end(), name) != layer_names().end();
+  if (known && !args.kv.empty()) {
+    *err = "layer '" + name + "' takes no arguments (got '" + args.kv.begin()->first + "')";
+    return nullptr;
+  }
   if (name == "stats") return std::make_unique<stats_layer>(below);
   if (name == "trace") return make_trace_layer(below);
   if (name == "sync") return make_sync_layer(below);
   if (name == "nocache") return make_nocache_layer(below);
-  std::string known;
-  for (const auto& n : layer_names()) known += (known.empty() ? "" : ", ") + n;
-  *err = "unknown layer '" + name + "' (known: " + known + ")";
+  if (name == "readonly") return make_readonly_layer(below);
+  std::string list;
+  for (const auto& n : layer_names()) list += (list.empty() ? "" : ", ") + n;
+  *err = "unknown layer '" + name + "' (known: " + list + ")";
   return nullptr;
 }
 

@@ -23,11 +23,14 @@ class layer {
 };
 
 // The known layers: "stats" (counts and latency per op), "trace" (one log line per op), "sync" (every
-// write IO_SYNC), "nocache" (every read and write IO_NOCACHE: the data does not stay in the cache).
+// write IO_SYNC), "nocache" (every read and write IO_NOCACHE: the data does not stay in the cache),
+// "readonly" (EROFS from every mutating op), "faults" (a chosen errno from the ops a rule picks), "delay"
+// (a latency added to the ops a rule picks). faults and delay take arguments (layer_args.h).
 const std::vector<std::string>& layer_names();
 
-// Builds one layer over `below`. Unknown name: nullptr and *err = a message naming it.
-std::unique_ptr<layer> make_layer(const std::string& name, const vnop_table* below, std::string* err);
+// Builds one layer over `below` from its spec, NAME[:KEY=VALUE]... (layer_args.h). An unknown name, an
+// argument the layer does not take or a bad value: nullptr and *err = a message naming it.
+std::unique_ptr<layer> make_layer(const std::string& spec, const vnop_table* below, std::string* err);
 
 // A stack of layers, bottom first. top() is the table vnodes should get (below itself when empty).
 class layer_stack {

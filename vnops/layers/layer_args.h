@@ -1,0 +1,75 @@
+// layer_args.h: the arguments of a layer named on -o layers= (`faults:op=write:errno=EIO:every=3`), and the
+// rule that picks which calls a layer acts on. Shared by the faults and delay layers.
+//
+// Syntax: NAME[:KEY=VALUE]... Keys are the layer's own; an unknown key, a missing '=' or a bad value is an
+// error naming it. The rule keys every acting layer understands:
+//   op=NAME[/NAME...]   VNOPs the rule applies to (vnop.def names: write, read, lookup...; "*" = all; default all)
+//   ino=N               only calls whose first vnode has this id (ext2: the inode number)
+//   path=/A/B           only calls on the vnode reached by that path from the root (learnt from LOOKUPs
+//                       passing through the layer; a file reached before the layer saw its lookup is missed)
+//   every=N             the Nth, 2Nth ... matching call (default 1: every one)
+//   after=N             only after N matching calls have passed (default 0)
+//   count=N             at most N times in all (default unlimited)
+//   prob=P              each otherwise chosen call with probability P (0..1, default 1), drawn from
+//   seed=S              a generator seeded with S (default 1): the same seed gives the same choices
+// Thread safety: rule::match may be called from any number of threads at once (one mutex inside, held only
+// for the counters and the generator, never across a VNOP).
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "vnopfs/vnops.h"
+
+namespace vnopfs {
+
+// NAME and its KEY=VALUE pairs, in order. parse fails on a missing '=' or an empty key.
+struct layer_args {
+  std::string name;
+  std::map<std::string, std::string> kv;
+  static bool parse(const std::string& spec, layer_args* out, std::string* err);
+  // Takes a key out (so unknown ones can be reported at the end); false when absent.
+  bool take(const std::string& key, std::string* value);
+  // "" or "layer 'NAME': unknown argument 'K' (known: ...)".
+  std::string leftover(const char* known) const;
+};
+
+// An errno by name ("EIO", "ENOSPC", ...) or number; false when unknown.
+bool parse_errno(const std::string& s, int* err);
+
+class layer_rule {
+ public:
+  // Takes the rule keys out of args. false and *err on a bad value.
+  bool configure(layer_args* args, std::string* err);
+  // Is this call (ap: any VNOP args struct) one the rule picks? Counts it either way.
+  bool match(void* ap);
+  // Feeds a LOOKUP's result to the path matcher (called by the layer after a successful lookup).
+  void note_lookup(const vnop_lookup_args* ap);
+  bool wants_lookups() const { return !path_.empty(); }
+  // Takes ops the layer cannot act on out of the rule: an error naming the first if op= named it
+  // explicitly, silently when it came from the default "all".
+  bool exclude_ops(std::initializer_list<const vnodeop_desc*> ds, std::string* err);
+  std::string describe() const;
+
+ private:
+  std::vector<bool> ops_ = std::vector<bool>(VNOP_COUNT, true);
+  bool explicit_ops_ = false;
+  bool any_ino_ = true;
+  uint64_t ino_ = 0;
+  std::string path_;  // normalised: "/a/b"
+  uint64_t every_ = 1, after_ = 0, count_ = UINT64_MAX;
+  double prob_ = 1.0;
+  uint64_t seed_ = 1;
+  std::mutex mu_;
+  uint64_t seen_ = 0, fired_ = 0;           // [mu_]
+  std::mt19937_64 rng_;                     // [mu_]
+  std::unordered_map<uint64_t, std::string> paths_;  // [mu_] vnode id -> path, prefixes of path_ only
+};
+
+}  // namespace vnopfs
