@@ -138,6 +138,18 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->fsname = v;
     return {};
   }
+  if (key == "fstype") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "fuse") o->subtype = false;
+    else if (v == "fuse.vnopfs") o->subtype = true;
+    else return bad_value(key, v) + " (fuse or fuse.vnopfs)";
+    return {};
+  }
+  if (key == "nosubtype") {
+    if (has_value) return bad_value(key, v) + " (takes no value)";
+    o->subtype = false;
+    return {};
+  }
   if (key == "log") {
     if (auto e = need_value(); !e.empty()) return e;
     o->log_path = v;
@@ -272,6 +284,8 @@ std::string usage() {
       "                         read them with vnopfs-stat MOUNTPOINT\n"
       "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
+      "  -o fstype=fuse         mount type plain fuse, for harnesses that check it (default fuse.vnopfs);\n"
+      "                         nosubtype is the same\n"
       "  -o log=PATH            the daemon's log once in the background (/dev/null)\n"
       "  -o config=FILE.json    the same keys as a JSON object; -o options win\n"
       "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, dev,\n"
