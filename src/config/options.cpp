@@ -291,7 +291,8 @@ std::string usage() {
       "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, dev,\n"
       "  nodev, suid, nosuid, exec, noexec, auto, noauto, user, nouser, _netdev, defaults\n"
       "\n"
-      "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT as root).\n";
+      "Unmount with: umount MOUNTPOINT (as root, with /sbin/umount.fuse.vnopfs: returns when the image is\n"
+      "flushed and released), or fusermount3 -u MOUNTPOINT and then vnopfs-ctl MOUNTPOINT wait.\n";
 }
 
 std::string version() { return std::string("vnopfs ") + VNOPFS_VERSION + "\n"; }
