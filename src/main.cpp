@@ -2,14 +2,21 @@
 // anything is touched, go to the background, start the filesystem (src/daemon/daemon.h) and serve it.
 //
 // The fork happens before any thread exists; the parent exits only when the child reports that the mount
-// is up (or failed, with the child's message already on stderr).
+// is up (or failed, with the child's message already on stderr). Success prints nothing: the info lines go
+// to the daemon's log (log=, or stderr in the foreground) and to syslog. The control socket
+// (src/daemon/control.h) answers its last "wait" only after the image's lock is released.
+#include <syslog.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <new>
 #include <string>
 
 #include "src/config/options.h"
 #include "src/daemon/background.h"
+#include "src/daemon/control.h"
 #include "src/daemon/daemon.h"
+#include "vnopfs/mount.h"
 
 namespace {
 
@@ -27,22 +34,42 @@ int main(int argc, char** argv) {
   if (std::string e = config::parse_command_line(argc, argv, &o); !e.empty()) return fail(e);
   if (o.act == config::options::action::help) return std::fputs(config::usage().c_str(), stdout), 0;
   if (o.act == config::options::action::version) return std::fputs(config::version().c_str(), stdout), 0;
+  ::openlog("vnopfs", LOG_PID, LOG_DAEMON);
 
-  int lock_fd = -1;  // the image's lock, held until exit
-  if (std::string e = daemon::prepare(&o, &lock_fd); !e.empty()) return fail(e);
+  daemon::prepared prep;  // prep.lock_fd: the image's lock, held until the end
+  if (std::string e = daemon::prepare(&o, &prep); !e.empty()) return fail(e);
+  if (prep.bound) {  // another vnopfs serves the image: the mountpoint is a bind mount of it
+    syslog(LOG_INFO, "%s", prep.note.c_str());
+    return 0;
+  }
   if (!o.foreground)
     if (std::string e = daemon::fork_background(); !e.empty()) return fail(e);
+  daemon::control_server ctl;
   std::string err;
+  bool started = false;
   try {
     daemon::fs_daemon d(o);  // its destructor releases what start() built, before the verdict below
+    struct detach_at_exit {  // the control thread never calls into a destroyed d, whatever throws
+      daemon::control_server& c;
+      ~detach_at_exit() { c.detach_hooks(); }
+    } detach{ctl};
     err = d.start();
     if (err.empty()) {
+      started = true;
       daemon::report_started(0);
       if (!o.foreground) daemon::detach_stdio(o.log_path);
-      err = d.serve();
+      d.log_mounted(prep.note);
+      daemon::control_hooks hooks;
+      hooks.status = [&d] { return d.status_json(); };
+      hooks.remount = [&d](bool ro) { return d.remount(ro); };
+      if (std::string e = ctl.start(std::move(hooks)); !e.empty())
+        VLOG_WARN("no control socket (vnopfs-ctl and the mount helpers cannot reach this daemon): %s", e.c_str());
+      err = d.serve([&ctl] { ctl.detach_hooks(); });
     }
   } catch (const std::bad_alloc&) {
     err = "out of memory";
   }
+  if (prep.lock_fd >= 0) ::close(prep.lock_fd);
+  ctl.finish(started && err.empty());
   return err.empty() ? 0 : fail(err);
 }

@@ -55,6 +55,11 @@ struct mount_args {
   bool synchronous = false;
   size_t cache_bytes = 256u << 20;   // buffer cache size
   const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
+  // MNT_UPDATE: change a mounted filesystem to rdonly (only that field counts; mnt_flag keeps its mount-time
+  // value, VFS_STATFS's ST_RDONLY tells the state). To read-only: everything is flushed and the filesystem
+  // marked clean, later writes get EROFS (the caller stops writers first); to read-write: marked in use
+  // again (EROFS if it was never mounted read-write, or has errors).
+  bool update = false;
 };
 
 // VFS operations, XNU's vfsops (mount, unmount, root, statfs, sync, vget).

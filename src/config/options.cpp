@@ -139,6 +139,18 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->fsname = v;
     return {};
   }
+  if (key == "fstype") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "fuse") o->subtype = false;
+    else if (v == "fuse.vnopfs") o->subtype = true;
+    else return bad_value(key, v) + " (fuse or fuse.vnopfs)";
+    return {};
+  }
+  if (key == "nosubtype") {
+    if (has_value) return bad_value(key, v) + " (takes no value)";
+    o->subtype = false;
+    return {};
+  }
   if (key == "log") {
     if (auto e = need_value(); !e.empty()) return e;
     o->log_path = v;
@@ -274,12 +286,15 @@ std::string usage() {
       "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
+      "  -o fstype=fuse         mount type plain fuse, for harnesses that check it (default fuse.vnopfs);\n"
+      "                         nosubtype is the same\n"
       "  -o log=PATH            the daemon's log once in the background (/dev/null)\n"
       "  -o config=FILE.json    the same keys as a JSON object; -o options win\n"
       "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, dev,\n"
       "  nodev, suid, nosuid, exec, noexec, auto, noauto, user, nouser, _netdev, defaults\n"
       "\n"
-      "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT as root).\n";
+      "Unmount with: umount MOUNTPOINT (as root, with /sbin/umount.fuse.vnopfs: returns when the image is\n"
+      "flushed and released), or fusermount3 -u MOUNTPOINT and then vnopfs-ctl MOUNTPOINT wait.\n";
 }
 
 std::string version() { return std::string("vnopfs ") + VNOPFS_VERSION + "\n"; }

@@ -42,6 +42,7 @@ struct options {
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path
+  bool subtype = true;          // mount type fuse.vnopfs (default) or plain fuse (-o fstype=fuse, nosubtype)
   std::string log_path;         // where the daemon's log goes once it is in the background
   std::string config_path;      // the JSON file read (for messages)
   // Mount flags handed to the kernel through libfuse (nosuid, nodev, noexec, relatime, ...).

@@ -1,7 +1,9 @@
 // daemon.cpp: see daemon.h.
 #include "src/daemon/daemon.h"
 
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "src/daemon/background.h"
+#include "src/daemon/control_client.h"
 #include "src/daemon/stats_doc.h"
 #include "src/fuse/fsglue.h"
 #include "src/fuse/preflight.h"
@@ -60,7 +63,8 @@ std::string escape_opt(const std::string& s) {
 std::vector<std::string> fuse_argv(const cfg::options& o) {
   std::vector<std::string> v{"vnopfs"};
   if (o.debug) v.push_back("-d");
-  std::string mo = "fsname=" + escape_opt(o.fsname.empty() ? o.image : o.fsname) + ",subtype=vnopfs";
+  std::string mo = "fsname=" + escape_opt(o.fsname.empty() ? o.image : o.fsname);
+  if (o.subtype) mo += ",subtype=vnopfs";
   if (o.default_permissions) mo += ",default_permissions";
   if (o.allow_other) mo += ",allow_other";
   mo += o.rdonly ? ",ro" : ",rw";
@@ -72,10 +76,41 @@ std::vector<std::string> fuse_argv(const cfg::options& o) {
 
 }  // namespace
 
-std::string prepare(cfg::options* o, int* lock_fd) {
+namespace {
+
+// A running vnopfs that serves this image with its filesystem mounted somewhere: bind that mount onto
+// mountpoint (per-mount ro if asked), so both show the same filesystem. "" and *bound = true when done.
+std::string bind_to_running(const cfg::options& o, const std::string& abs_image, bool* bound, std::string* note) {
+  for (auto& r : control::list_daemons()) {
+    if (r.status.value("image", "") != abs_image || r.status.value("state", "") != "mounted") continue;
+    std::string dev = r.status.value("dev", "");
+    std::string from;
+    for (auto& m : control::mount_table())
+      if (!dev.empty() && m.dev == dev && m.mountpoint != o.mountpoint) from = m.mountpoint;
+    if (from.empty()) continue;
+    if (::mount(from.c_str(), o.mountpoint.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      return "cannot bind the running vnopfs of '" + abs_image + "' (" + from + ") onto '" + o.mountpoint +
+             "': " + errstr(errno);
+    if (o.rdonly && ::mount(nullptr, o.mountpoint.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
+      int e = errno;
+      (void)::umount2(o.mountpoint.c_str(), MNT_DETACH);
+      return "cannot make the bind mount '" + o.mountpoint + "' read-only: " + errstr(e);
+    }
+    *bound = true;
+    control::record_utab(abs_image, o.mountpoint);
+    *note = abs_image + " is served by vnopfs pid " + std::to_string(r.status.value("pid", 0)) + " on " + from +
+            ": " + o.mountpoint + " is a bind mount of it";
+    return {};
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string prepare(cfg::options* o, prepared* p) {
   std::string names = o->layers + ",";
-  for (size_t p = 0, c; (c = names.find(',', p)) != std::string::npos; p = c + 1) {
-    std::string n = names.substr(p, c - p);
+  for (size_t q = 0, c; (c = names.find(',', q)) != std::string::npos; q = c + 1) {
+    std::string n = names.substr(q, c - q);
     n = n.substr(0, n.find(':'));  // the name; its arguments are checked when the stack is built
     auto& known = layer_names();
     if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
@@ -84,7 +119,11 @@ std::string prepare(cfg::options* o, int* lock_fd) {
   o->stats_path = absolute(o->stats_path);
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
-  return fuse::preflight_image(&o->image, o->rdonly, lock_fd);
+  char abs[PATH_MAX];
+  if (::realpath(o->image.c_str(), abs) != nullptr) {
+    if (std::string e = bind_to_running(*o, abs, &p->bound, &p->note); !e.empty() || p->bound) return e;
+  }
+  return fuse::preflight_image(&o->image, o->rdonly, &p->lock_fd, kLockWaitSeconds, &p->note);
 }
 
 fs_daemon::~fs_daemon() = default;
@@ -182,6 +221,8 @@ std::string fs_daemon::mount_fuse() {
   if (fuse_session_mount(session_.get(), o_.mountpoint.c_str()) != 0)
     return "cannot mount FUSE on '" + o_.mountpoint + "'";
   fuse_hold_.se = session_.get();
+  dev_ = control::mounted_dev(o_.mountpoint);
+  control::record_utab(o_.image, o_.mountpoint);
   // libfuse 3.14 drops PARALLEL_DIROPS and HANDLE_KILLPRIV from its INIT reply: our I/O hook adds them
   // (src/fuse/kernelio.cpp). Without it the mount still works, with the kernel's defaults.
   if (int e = fuse::install_kernel_io(session_.get()))
@@ -226,12 +267,54 @@ std::string fs_daemon::start() {
   std::signal(SIGPIPE, SIG_IGN);
   for (auto step : {&fs_daemon::open_device, &fs_daemon::mount_fs, &fs_daemon::mount_fuse, &fs_daemon::start_stats})
     if (std::string e = (this->*step)(); !e.empty()) return e;
-  VLOG_INFO("%s mounted on %s (kcache=%s, backend=%s, cache %zu MiB)", o_.image.c_str(), o_.mountpoint.c_str(),
-            cfg::kcache_name(o_.kcache_mode), cfg::backend_name(o_.dev_backend), o_.cache_bytes >> 20);
+  std::lock_guard g(state_mu_);
+  serving_ = true;
   return {};
 }
 
-std::string fs_daemon::serve() {
+void fs_daemon::log_mounted(const std::string& note) const {
+  if (!note.empty()) {
+    VLOG_INFO("%s", note.c_str());
+    syslog(LOG_INFO, "%s", note.c_str());
+  }
+  VLOG_INFO("%s mounted on %s (%s, kcache=%s, backend=%s, cache %zu MiB)", o_.image.c_str(), o_.mountpoint.c_str(),
+            o_.subtype ? "fuse.vnopfs" : "fuse", cfg::kcache_name(o_.kcache_mode), cfg::backend_name(o_.dev_backend),
+            o_.cache_bytes >> 20);
+  syslog(LOG_INFO, "%s mounted on %s", o_.image.c_str(), o_.mountpoint.c_str());
+}
+
+bool fs_daemon::fs_rdonly() {
+  struct statvfs sv{};
+  return vfs_mounted_ && VFS_STATFS(&mnt_, &sv, vfs_context::kernel()) == 0 && (sv.f_flag & ST_RDONLY);
+}
+
+nlohmann::json fs_daemon::status_json() {
+  std::lock_guard g(state_mu_);
+  return {{"pid", ::getpid()},
+          {"image", o_.image},
+          {"mountpoint", o_.mountpoint},
+          {"dev", dev_},
+          {"state", serving_ ? "mounted" : "flushing"},
+          {"ro", fs_rdonly()},
+          {"fstype", o_.subtype ? "fuse.vnopfs" : "fuse"},
+          {"fsname", o_.fsname.empty() ? o_.image : o_.fsname}};
+}
+
+std::string fs_daemon::remount(bool ro) {
+  std::lock_guard g(state_mu_);
+  if (!serving_) return "the daemon is unmounting";
+  if (ro == fs_rdonly()) return {};
+  if (!ro && o_.rdonly) return "'" + o_.image + "' was mounted read-only (the image is open read-only): unmount and mount it rw";
+  mount_args a;
+  a.update = true;
+  a.rdonly = ro;
+  if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel()))
+    return std::string("remount ") + (ro ? "ro" : "rw") + " of '" + o_.image + "': " + errstr(e);
+  VLOG_INFO("%s remounted %s", o_.image.c_str(), ro ? "read-only (flushed, marked clean)" : "read-write");
+  return {};
+}
+
+std::string fs_daemon::serve(const std::function<void()>& on_unmounting) {
   fuse_loop_config* lc = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(lc, static_cast<unsigned>(o_.threads));
   fuse_loop_cfg_set_clone_fd(lc, 0);
@@ -241,6 +324,11 @@ std::string fs_daemon::serve() {
   // Unmounted by the kernel (umount, fusermount3 -u) or asked to stop (SIGTERM, SIGINT, SIGHUP): detach the
   // mount if still there, then flush everything and mark the filesystem clean. The stats file gets the
   // figures before and after the last flush.
+  {
+    std::lock_guard g(state_mu_);
+    serving_ = false;
+  }
+  if (on_unmounting) on_unmounting();
   fuse_remove_signal_handlers(session_.get());
   fuse_hold_.signals = false;
   fuse_session_unmount(session_.get());
@@ -252,6 +340,7 @@ std::string fs_daemon::serve() {
   std::string err = unmount_fs();
   if (stats_writer_) (void)stats_writer_->write_now();
   VLOG_INFO("%s unmounted%s", o_.image.c_str(), err.empty() ? " cleanly" : " with errors");
+  syslog(err.empty() ? LOG_INFO : LOG_ERR, "%s unmounted%s", o_.image.c_str(), err.empty() ? " cleanly" : " with errors");
   return err;
 }
 

@@ -8,7 +8,9 @@
 // returns and ~fs_daemon releases what was built, in reverse order.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "src/config/options.h"
@@ -21,9 +23,20 @@
 
 namespace vnopfs::daemon {
 
+// What prepare() did.
+struct prepared {
+  int lock_fd = -1;   // the image's lock, held until the daemon is done
+  bool bound = false;  // the image is served by a running vnopfs: the mountpoint became a bind mount of its
+                       // filesystem (docs/mounting.md); nothing more to start
+  std::string note;    // a line for the log, once the daemon has one ("" if none)
+};
+
 // Before anything is touched: every layer name exists, stats= and log= become absolute (the daemon
-// changes directory to /), the mountpoint and image pass preflight; *lock_fd keeps the image's lock.
-std::string prepare(config::options* o, int* lock_fd);
+// changes directory to /), the mountpoint and image pass preflight. An image whose previous daemon is
+// still flushing is waited for (up to kLockWaitSeconds); an image a running vnopfs serves is bind-mounted
+// from that daemon's mount.
+constexpr double kLockWaitSeconds = 60;
+std::string prepare(config::options* o, prepared* p);
 
 class fs_daemon {
  public:
@@ -35,8 +48,15 @@ class fs_daemon {
   // Opens the device, mounts the filesystem, mounts FUSE and starts the stats writer.
   std::string start();
   // Serves requests until the kernel unmounts or a signal (SIGTERM, SIGINT, SIGHUP) asks to stop, then
-  // flushes everything and marks the filesystem clean. "" or the unmount's error.
-  std::string serve();
+  // flushes everything and marks the filesystem clean. "" or the unmount's error. on_unmounting runs
+  // first, when the session loop has ended, and before the last flush (it must not call back into us).
+  std::string serve(const std::function<void()>& on_unmounting = {});
+  // The started daemon's info line, to the log (and syslog).
+  void log_mounted(const std::string& note) const;
+  // For the control socket (control_client.h): the status fields, and remount-ro/-rw of the running
+  // filesystem (the kernel's side of a remount is the mount helper's). Thread-safe against serve().
+  nlohmann::json status_json();
+  std::string remount(bool ro);
 
  private:
   std::string open_device();
@@ -45,6 +65,7 @@ class fs_daemon {
   std::string start_stats();
   std::string unmount_fs();
   nlohmann::json stats_json();
+  bool fs_rdonly();  // the filesystem is read-only now (mounted so, or remounted)
 
   struct session_destroy {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
@@ -68,6 +89,9 @@ class fs_daemon {
   };
 
   config::options o_;
+  std::string dev_;           // the FUSE mount's device number "maj:min" (mountinfo), once mounted
+  std::mutex state_mu_;       // serving_ and remounts
+  bool serving_ = false;      // the session loop runs: remounts allowed
   std::unique_ptr<dev::device> device_;
   mount mnt_;
   std::unique_ptr<layer_stack> layers_;

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -87,7 +89,7 @@ std::string mounted_at(const std::string& image, const struct stat& ist) {
 
 }  // namespace
 
-std::string preflight_image(std::string* image, bool rdonly, int* lock_fd) {
+std::string preflight_image(std::string* image, bool rdonly, int* lock_fd, double lock_wait_s, std::string* waited) {
   int err;
   std::string abs = realpath_of(*image, &err);
   if (abs.empty()) return "image '" + *image + "': " + std::strerror(err);
@@ -102,11 +104,32 @@ std::string preflight_image(std::string* image, bool rdonly, int* lock_fd) {
     if (errno == EBUSY) return "image '" + *image + "' is in use (mounted by the kernel?)";
     return "image '" + *image + "': " + std::strerror(errno);
   }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // The previous daemon of this image may still be flushing after its unmount (the kernel lets go before
+  // the daemon has written everything): wait for it, a bounded time, polling, while nothing mounts it.
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  bool waited_any = false;
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK) return "image '" + *image + "' is already mounted by another vnopfs (it holds the image's lock)";
-    return "image '" + *image + "': flock: " + std::strerror(e);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double el = static_cast<double>(now.tv_sec - t0.tv_sec) + static_cast<double>(now.tv_nsec - t0.tv_nsec) / 1e9;
+    std::string where = e == EWOULDBLOCK ? mounted_at(abs, st) : std::string();
+    if (e != EWOULDBLOCK || !where.empty() || el >= lock_wait_s) {
+      ::close(fd);
+      if (e != EWOULDBLOCK) return "image '" + *image + "': flock: " + std::strerror(e);
+      return "image '" + *image + "' is already mounted by another vnopfs" + (where.empty() ? "" : " on " + where) +
+             " (it holds the image's lock" + (waited_any ? ", still after " + std::to_string(static_cast<int>(el)) + " s" : "") + ")";
+    }
+    waited_any = true;
+    ::usleep(20000);
+  }
+  if (waited_any && waited) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.2f", static_cast<double>(now.tv_sec - t0.tv_sec) +
+                  static_cast<double>(now.tv_nsec - t0.tv_nsec) / 1e9);
+    *waited = "waited " + std::string(buf) + " s for the previous vnopfs of " + abs + " to finish and release it";
   }
   std::string where = mounted_at(abs, st);
   if (!where.empty()) {

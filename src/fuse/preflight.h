@@ -9,8 +9,11 @@
 namespace vnopfs::fuse {
 
 // Resolves *image to an absolute path, opens it and takes an exclusive flock (kept on *lock_fd for the
-// daemon's life). Returns an empty string or the error message.
-std::string preflight_image(std::string* image, bool rdonly, int* lock_fd);
+// daemon's life). Returns an empty string or the error message. While another vnopfs holds the lock and
+// the image is mounted nowhere (that daemon is flushing after its unmount, or still starting), waits up to
+// lock_wait_s for it, and says so in *waited ("" if it did not wait).
+std::string preflight_image(std::string* image, bool rdonly, int* lock_fd, double lock_wait_s = 0,
+                            std::string* waited = nullptr);
 // Resolves *mountpoint and checks it is an empty directory.
 std::string preflight_mountpoint(std::string* mountpoint);
 

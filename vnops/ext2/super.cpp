@@ -409,8 +409,43 @@ int ext2_sync_impl(mount* mp, int waitfor) {
 
 // ---- vfsops
 
+// MNT_UPDATE (mount_args::update): remount read-only or read-write.
+int ext2_update_impl(mount* mp, bool rdonly) {
+  ext2_mount* m = ext2_mount_of(mp);
+  if (rdonly == m->m_rdonly.load()) return 0;
+  if (rdonly) {
+    // Flush while still writable (inode updates, pending inodes, the superblock), refuse further writes,
+    // then write the clean state as unmount does (the caller has stopped the writers: the kernel's side of
+    // the remount refuses files open for writing).
+    if (int err = ext2_sync_impl(mp, MNT_WAIT)) return err;
+    m->m_rdonly = true;
+    {
+      std::lock_guard g(m->m_sb_lock);
+      if (!(m->m_sb.s_state & EXT2_ERROR_FS)) m->m_sb.s_state |= EXT2_VALID_FS;
+    }
+    m->m_rdonly = false;  // ext2_sbupdate writes nothing on a read-only mount
+    int e2 = ext2_sbupdate(m, true);
+    m->m_rdonly = true;
+    int e3 = buf_flushdirtyblks(m->m_devvp, MNT_WAIT);
+    int e4 = ext2_dev_flush(m);
+    return e2 ? e2 : e3 ? e3 : e4;
+  }
+  if (!m->m_mounted_rw) return EROFS;  // mounted read-only (asked, or unclean): the device may be read-only
+  {
+    std::lock_guard g(m->m_sb_lock);
+    if (m->m_sb.s_state & EXT2_ERROR_FS) return EROFS;
+  }
+  m->m_rdonly = false;
+  if (int err = mark_mounted(m)) {
+    m->m_rdonly = true;
+    return err;
+  }
+  return 0;
+}
+
 int vfs_mount_ext2(mount* mp, const mount_args& args, const vfs_context&) {
   try {
+    if (args.update) return ext2_update_impl(mp, args.rdonly);
     return ext2_mount_impl(mp, args);
   } catch (const std::bad_alloc&) {
     return ENOMEM;

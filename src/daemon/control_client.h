@@ -1,0 +1,78 @@
+// control_client.h: talking to running vnopfs daemons over their control sockets (src/daemon/control.h),
+// and the mount table facts the tools and the daemon's start-up need to find one.
+//
+// Where: every daemon listens on /run/vnopfs/ctl/PID.sock (directory 0700, socket 0600, both root's). A
+// tool finds the daemon of a mountpoint without touching the filesystem: the mountpoint's device number
+// (maj:min, from /proc/self/mountinfo) is in each daemon's status, so bind mounts of it are found too; a
+// mountpoint that is no longer mounted (a daemon still flushing) is found by the path the daemon mounted
+// on, and an image by its absolute path.
+//
+// Protocol: one JSON object per line each way, in order, on one connection; every request names "op"
+// and every reply has "ok" (true, or false with "error"). Unknown ops get ok=false, so new ops (layer
+// swaps) can be added without breaking old tools.
+//   {"op":"status"}      -> pid, image, mountpoint, dev ("maj:min"), state ("mounted" | "flushing"),
+//                           ro, fstype, fsname
+//   {"op":"wait"}        -> answered only when the daemon has unmounted the filesystem, flushed
+//                           everything, marked the image clean (or not: "clean") and released its lock
+//   {"op":"remount-ro"}  -> after a full flush the filesystem is read-only and the superblock clean
+//   {"op":"remount-rw"}  -> writable again (refused if it was mounted read-only)
+// Every function here returns "" or an error message; none throws.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace vnopfs::control {
+
+constexpr const char* kSocketDir = "/run/vnopfs/ctl";
+std::string socket_path(int pid);
+
+// One connection to a daemon.
+class connection {
+ public:
+  connection() = default;
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  std::string open(const std::string& socket_path);
+  // Sends one request and reads its reply (blocking; "wait" blocks until the daemon is done).
+  std::string call(const nlohmann::json& request, nlohmann::json* reply);
+  // The two halves of call: a "wait" can be sent before the unmount that ends the daemon.
+  std::string send(const nlohmann::json& request);
+  std::string receive(nlohmann::json* reply);
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+struct daemon_ref {
+  std::string socket;
+  nlohmann::json status;
+};
+// Every daemon that answers "status" (sockets that refuse connections are stale: skipped).
+std::vector<daemon_ref> list_daemons();
+
+// Mount table (/proc/self/mountinfo) entries, in mount order.
+struct mount_entry {
+  std::string dev;  // "maj:min"
+  std::string mountpoint;
+  std::string fstype;
+  std::string source;
+};
+std::vector<mount_entry> mount_table();
+// The device of the topmost mount at abs_path, or "".
+std::string mounted_dev(const std::string& abs_path);
+
+// The daemon serving abs_path (a mountpoint, mounted or, while its daemon flushes, no longer) or an image
+// path; *out filled. Returns "" or why none was found.
+std::string find_daemon(const std::string& abs_path, daemon_ref* out);
+
+// Records the mount in /run/mount/utab (libmount's table of userspace options, under its lock) with
+// helper=fuse.vnopfs: umount(8) then runs /sbin/umount.fuse.vnopfs, whatever the type. Without an entry
+// umount(8) takes the type from statfs(2), which says plain "fuse", and runs no helper. A no-op unless root.
+void record_utab(const std::string& source, const std::string& target);
+
+}  // namespace vnopfs::control
