@@ -29,7 +29,10 @@ struct vnop_table;
 enum : uint32_t {  // mnt_flag
   MNT_RDONLY = 0x1,
   MNT_SYNCHRONOUS = 0x2,  // every write is IO_SYNC (-o sync)
-  MNT_NOATIME = 0x4,
+  MNT_NOATIME = 0x4,      // no atime updates; otherwise relatime rules unless MNT_STRICTATIME
+  MNT_STRICTATIME = 0x8,  // every read updates atime
+  MNT_NODIRATIME = 0x10,  // no atime updates on directories
+  MNT_LAZYTIME = 0x20,    // recorded; an atime change already goes only to the inode-table buffer (the flusher writes it)
 };
 
 struct mount {

@@ -87,6 +87,9 @@ enum : int { XATTR_OPT_CREATE = 0x1, XATTR_OPT_REPLACE = 0x2 };
 enum : uint32_t { VNOP_RENAME_NOREPLACE = 1u << 0, VNOP_RENAME_EXCHANGE = 1u << 1 };
 // ioctl commands
 enum : unsigned long { FIOSEEKDATA = 1, FIOSEEKHOLE = 2 };  // a_data: off_t* in (start) / out (result)
+// chattr(1) flags, Linux's FS_*_FL bits (ext2's i_flags); a_data: uint32_t* out / in. SETFLAGS: EPERM unless
+// owner or root, and unless root for immutable/append-only; bits a filesystem cannot change are ignored.
+enum : unsigned long { FIOGETFLAGS = 3, FIOSETFLAGS = 4 };
 
 // Lock states of the protocol (vnop.def columns).
 enum class lockstate : uint8_t { U, S, E, L, X };

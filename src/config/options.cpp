@@ -157,6 +157,14 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     return {};
   }
   if (kKernelFlags.count(key) && !has_value) {
+    // The atime rules are ours to keep (FUSE inodes are S_NOATIME: the kernel updates no atime), combined as
+    // do_new_mount does. libfuse 3.14 refuses all of them but atime/noatime, so only those go on.
+    if (key == "atime") o->noatime = false;
+    if (key == "strictatime" || key == "norelatime") o->noatime = false, o->strictatime = true;
+    if (key == "relatime" || key == "nostrictatime") o->strictatime = false;
+    if (key == "nodiratime" || key == "diratime") o->nodiratime = key == "nodiratime";
+    if (key == "lazytime" || key == "nolazytime") o->lazytime = key == "lazytime";
+    if (key.find("time") != std::string::npos && key != "atime") return {};
     o->kernel_opts.push_back(key);
     return {};
   }

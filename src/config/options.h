@@ -35,7 +35,10 @@ struct options {
   bool sync = false;            // every write IO_SYNC
   bool allow_other = false;
   bool default_permissions = true;
-  bool noatime = false;
+  bool noatime = false;         // noatime; else relatime rules unless strictatime (see vnops/ext2/read.cpp)
+  bool strictatime = false;
+  bool nodiratime = false;
+  bool lazytime = false;
   int threads = 10;             // FUSE worker threads (max_threads)
   double attr_timeout = 1.0;    // seconds the kernel may cache attributes and entries
   std::string stats_path;       // live stats JSON (empty: none)

@@ -172,7 +172,8 @@ std::string fs_daemon::mount_fs() {
   mnt_.mnt_from = o_.image;
   mnt_.mnt_device = device_.get();
   mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
-                  (o_.noatime ? uint32_t{MNT_NOATIME} : 0u);
+                  (o_.noatime ? uint32_t{MNT_NOATIME} : 0u) | (o_.strictatime ? uint32_t{MNT_STRICTATIME} : 0u) |
+                  (o_.nodiratime ? uint32_t{MNT_NODIRATIME} : 0u) | (o_.lazytime ? uint32_t{MNT_LAZYTIME} : 0u);
   if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel())) return "cannot mount '" + o_.image + "': " + errstr(e);
   vfs_mounted_ = true;
   vfs_hold_.d = this;
@@ -211,6 +212,7 @@ std::string fs_daemon::mount_fuse() {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   session_.reset(fuse_session_new(&args, fuse::lowlevel_ops(), sizeof(fuse_lowlevel_ops), &fe_));
   if (!session_) return "cannot create the FUSE session";
+  fe_.se = session_.get();  // for notifications (file.cpp: O_DIRECT writes)
   // libfuse installs its handlers only over SIG_DFL; a daemon started in the background of a script
   // inherits SIGINT ignored, and must still stop cleanly on it.
   std::signal(SIGINT, SIG_DFL);

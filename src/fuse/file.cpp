@@ -178,9 +178,18 @@ int write_locked(handle* h, uio* u, int ioflag, vfs_context& ctx) {
 // Writes the uio through VNOP_WRITE and replies the bytes written.
 int write_uio(fuse_req_t req, handle* h, uio* u, int ioflag, vfs_context& ctx) {
   size_t want = u->resid();
+  off_t start = u->offset();
   int err = write_locked(h, u, ioflag, ctx);
   size_t done = want - u->resid();
   if (err && done == 0) return err;
+  frontend& f = fe(req);
+  if ((ioflag & IO_NOCACHE) && done > 0 && !f.direct_io && f.se) {
+    // An O_DIRECT write bypasses the kernel's page cache, and for an asynchronous one (AIO, io_uring) the
+    // kernel skips the invalidation it does after a synchronous one: pages that buffered readers filled
+    // while this write was on its way keep the old bytes (generic/451). Drop them before the reply
+    // completes the write; no vnode lock is held here (the kernel may have to read or launder pages).
+    fuse_lowlevel_notify_inval_inode(f.se, h->ino, start, static_cast<off_t>(done));
+  }
   fuse_reply_write(req, done);
   return 0;
 }

@@ -95,6 +95,7 @@ struct frontend {
   mount* mp = nullptr;
   const config::options* opts = nullptr;
   inode_table* inodes = nullptr;
+  fuse_session* se = nullptr;  // the session, for notify_inval (set once before the session loop)
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   unsigned time_gran = 1;  // ns; 1e9 for 128-byte ext2 inodes (whole seconds)
@@ -150,7 +151,7 @@ inline void run_noreply(fuse_req_t req, F&& f) noexcept {
   fuse_reply_none(req);
 }
 
-// Handler groups (node.cpp, file.cpp, dir.cpp, xattr.cpp).
+// Handler groups (node.cpp, file.cpp, dir.cpp, xattr.cpp, ioctl.cpp).
 void ll_lookup(fuse_req_t, fuse_ino_t, const char*);
 void ll_forget(fuse_req_t, fuse_ino_t, uint64_t);
 void ll_forget_multi(fuse_req_t, size_t, fuse_forget_data*);
@@ -192,5 +193,7 @@ void ll_setxattr(fuse_req_t, fuse_ino_t, const char*, const char*, size_t, int);
 void ll_getxattr(fuse_req_t, fuse_ino_t, const char*, size_t);
 void ll_listxattr(fuse_req_t, fuse_ino_t, size_t);
 void ll_removexattr(fuse_req_t, fuse_ino_t, const char*);
+
+void ll_ioctl(fuse_req_t, fuse_ino_t, unsigned int, void*, fuse_file_info*, unsigned, const void*, size_t, size_t);
 
 }  // namespace vnopfs::fuse

@@ -143,6 +143,7 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_PARALLEL_DIROPS);    // lookups/readdirs of one directory in parallel: the vnode lock orders
   want(FUSE_CAP_CACHE_SYMLINKS);     // a symlink's target never changes
   want(FUSE_CAP_AUTO_INVAL_DATA);
+  want(FUSE_CAP_IOCTL_DIR);          // chattr/lsattr on directories (ioctl.cpp)
   // Killpriv (v1): the kernel stops clearing suid/sgid with a GETATTR + mode SETATTR of its own after a
   // write, truncate or chown (fuse_setattr); ext2 already clears them in VNOP_WRITE, VNOP_SETATTR (size,
   // owner) and VNOP_ALLOCATE as Linux's should_remove_suid decides. security.capability stays the
@@ -210,6 +211,7 @@ const fuse_lowlevel_ops kOps = [] {
   ops.fallocate = ll_fallocate;
   ops.lseek = ll_lseek;
   ops.copy_file_range = ll_copy_file_range;
+  ops.ioctl = ll_ioctl;
   return ops;
 }();
 

@@ -1,4 +1,5 @@
-// allocate.cpp: VNOP_ALLOCATE (fallocate) and VNOP_IOCTL (FIOSEEKDATA / FIOSEEKHOLE).
+// allocate.cpp: VNOP_ALLOCATE (fallocate) and VNOP_IOCTL (FIOSEEKDATA / FIOSEEKHOLE; the chattr flags are
+// flags.cpp's).
 //
 // ext2 has no unwritten extents, so a preallocated block must hold zeros on disk: each new block is zeroed
 // before its pointer is set (EXT2_BMAP_ZERO). Blocks past EOF cannot be kept on a block-mapped ext2 file
@@ -134,9 +135,13 @@ int ext2_vnop_allocate(vnop_allocate_args* ap) {
 }
 
 int ext2_vnop_ioctl(vnop_ioctl_args* ap) {
+  if (ap->a_data == nullptr) return EINVAL;
+  if (ap->a_command == FIOGETFLAGS) return ext2_getflags(VTOI(ap->a_vp), static_cast<uint32_t*>(ap->a_data));
+  if (ap->a_command == FIOSETFLAGS)
+    return ext2_setflags(VTOI(ap->a_vp), *static_cast<uint32_t*>(ap->a_data),
+                         ap->a_context ? *ap->a_context : vfs_context::kernel());
   if (ap->a_command != FIOSEEKDATA && ap->a_command != FIOSEEKHOLE) return ENOTTY;
   if (ap->a_vp->v_type != vtype::VREG) return EINVAL;
-  if (ap->a_data == nullptr) return EINVAL;
   return seek_impl(VTOI(ap->a_vp), ap->a_command == FIOSEEKDATA, static_cast<off_t*>(ap->a_data));
 }
 

@@ -17,6 +17,11 @@ int setattr_allowed(ext2_inode_info* ip, vnode* vp, const vnode_attr& va, const 
   const uint64_t act = va.va_active;
   const bool owner = ext2_owner_or_root(ip, ctx);
   if (ip->i_di.base.i_flags & EXT2_IMMUTABLE_FL) return EPERM;
+  uint64_t set_times = act & (VA_ATIME | VA_MTIME);
+  if (act & VA_ATIME_NOW) set_times &= ~static_cast<uint64_t>(VA_ATIME);
+  if (act & VA_MTIME_NOW) set_times &= ~static_cast<uint64_t>(VA_MTIME);
+  // notify_change: an append-only inode keeps its mode, owners and explicit times.
+  if ((ip->i_di.base.i_flags & EXT2_APPEND_FL) && ((act & (VA_MODE | VA_UID | VA_GID)) || set_times)) return EPERM;
   if ((act & VA_MODE) && !owner) return EPERM;
   if ((act & VA_UID) && !ctx.is_superuser() && va.va_uid != ext2_i_uid(ip)) return EPERM;
   if ((act & VA_GID) && !ctx.is_superuser() &&

@@ -285,6 +285,10 @@ int ext2_release_pending_inodes(ext2_mount* m);
 size_t ext2_pending_inodes(ext2_mount* m);
 // Free blocks available to a caller (reserve excluded unless may use it).
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
+// statfs's f_bavail (super.cpp): the data blocks one new file can take from bfree free blocks, of which
+// `reserved` are root's, after the indirect blocks that map them. A fallocate or write of that much succeeds
+// for anyone (generic/103); df's Avail is therefore a little below free - reserved.
+uint64_t ext2_statfs_avail(const ext2_mount* m, uint64_t bfree, uint64_t reserved);
 // May this caller dip into the root reserve?
 bool ext2_may_use_reserve(const ext2_mount* m, const vfs_context& ctx);
 
@@ -370,6 +374,14 @@ int ext2_access_check(const ext2_inode_info* ip, int want, const vfs_context& ct
 bool ext2_owner_or_root(const ext2_inode_info* ip, const vfs_context& ctx);
 // Sticky directory rule for remove/rename: EPERM unless root, owner of the file or of the directory.
 int ext2_sticky_check(const ext2_inode_info* dir, const ext2_inode_info* ip, const vfs_context& ctx);
+// chattr flags (flags.cpp). may_*: EPERM when an immutable or append-only inode forbids the change;
+// [i_lock] taken inside, so the caller holds none. getflags/setflags: FIOGETFLAGS/FIOSETFLAGS, with
+// Linux's rules (owner or root; only root changes immutable/append-only; ctime updated).
+int ext2_flags_may_create(ext2_inode_info* dp);
+int ext2_flags_may_delete(ext2_inode_info* dp, ext2_inode_info* ip);
+int ext2_flags_may_link(ext2_inode_info* ip);
+int ext2_getflags(ext2_inode_info* ip, uint32_t* flagsp);
+int ext2_setflags(ext2_inode_info* ip, uint32_t flags, const vfs_context& ctx);
 // Owner and gid of a new inode in dir (setgid directories pass on their group and, to subdirectories,
 // S_ISGID); mode_strip_sgid for a setgid+group-exec non-directory created by a non-member. Returns mode.
 mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_context& ctx, uid_t* uid,
@@ -391,6 +403,8 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of files (table.cpp names them)
 int ext2_vnop_read(vnop_read_args* ap);
+// Updates ip's atime after a read or readdir, by the mount's atime rules (read.cpp). [i_lock] taken inside.
+void ext2_touch_atime(ext2_inode_info* ip);
 int ext2_vnop_write(vnop_write_args* ap);
 int ext2_vnop_fsync(vnop_fsync_args* ap);
 int ext2_vnop_strategy(vnop_strategy_args* ap);
@@ -400,6 +414,7 @@ int ext2_vnop_setattr(vnop_setattr_args* ap);
 int ext2_vnop_access(vnop_access_args* ap);
 int ext2_vnop_allocate(vnop_allocate_args* ap);
 int ext2_vnop_ioctl(vnop_ioctl_args* ap);
+int ext2_vnop_open(vnop_open_args* ap);  // flags.cpp: immutable / append-only opens
 int ext2_vnop_inactive(vnop_inactive_args* ap);
 int ext2_vnop_reclaim(vnop_reclaim_args* ap);
 

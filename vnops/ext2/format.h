@@ -256,6 +256,7 @@ constexpr int EXT2_N_BLOCKS = 15;
 
 // i_flags (only those ext2 code looks at)
 constexpr uint32_t EXT2_SECRM_FL = 0x00000001;
+constexpr uint32_t EXT2_SYNC_FL = 0x00000008;       // writes are synchronous
 constexpr uint32_t EXT2_IMMUTABLE_FL = 0x00000010;
 constexpr uint32_t EXT2_APPEND_FL = 0x00000020;
 constexpr uint32_t EXT2_NOATIME_FL = 0x00000080;

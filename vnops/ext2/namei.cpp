@@ -42,6 +42,7 @@ int may_create(ext2_inode_info* dp, const componentname* cnp, const vfs_context&
   if (err == 0) return EEXIST;
   if (err != ENOENT) return err;
   TRY(dir_access(dp, EXT2_VWRITE | EXT2_VEXEC, ctx));
+  TRY(ext2_flags_may_create(dp));
   return ext2_check_writable(dp->i_mnt);
 }
 
@@ -276,6 +277,7 @@ int ext2_vnop_link(vnop_link_args* ap) try {
     if (ext2_i_nlink(ip) == 0) return ENOENT;
     if (ext2_i_nlink(ip) >= EXT2_LINK_MAX) return EMLINK;
   }
+  TRY(ext2_flags_may_link(ip));
   TRY(add_links(ip, +1, true));
   int err = ext2_dir_add(dp, ap->a_cnp->name(), ip->i_ino, mode, ctx);
   if (err) (void)add_links(ip, -1, false);
@@ -287,7 +289,8 @@ int ext2_vnop_link(vnop_link_args* ap) try {
 int ext2_may_delete(ext2_inode_info* dp, ext2_inode_info* ip, const vfs_context& ctx) {
   TRY(dir_access(dp, EXT2_VWRITE | EXT2_VEXEC, ctx));
   // Mode and owners cannot change under us: setattr needs the vnode locks our caller holds.
-  return ext2_sticky_check(dp, ip, ctx);
+  TRY(ext2_sticky_check(dp, ip, ctx));
+  return ext2_flags_may_delete(dp, ip);
 }
 
 int ext2_unlink_name(ext2_inode_info* dp, ext2_inode_info* ip, std::string_view name, dir_pos* pos) {
@@ -354,6 +357,7 @@ int ext2_vnop_readdir(vnop_readdir_args* ap) try {
   }
   int eof = 0;
   int err = ext2_dir_readdir(dp, ap->a_cookie, ap->a_filler, ap->a_fctx, &eof);
+  if (!err) ext2_touch_atime(dp);  // iterate_dir's file_accessed
   if (ap->a_eofflag) *ap->a_eofflag = eof;
   return err;
 } catch (const std::bad_alloc&) {

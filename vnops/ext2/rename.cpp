@@ -203,6 +203,7 @@ int check_access(const rename_ctx& r, bool exchange) {
     if (ext2_i_nlink(r.tdp) == 0) return ENOENT;
     TRY(ext2_access_check(r.tdp, EXT2_VWRITE | EXT2_VEXEC, *r.ctx));
   }
+  if (!r.tip) TRY(ext2_flags_may_create(r.tdp));
   if (r.cross()) {  // a moved directory's ".." changes: write permission on it
     for (ext2_inode_info* ip : {r.fip, exchange ? r.tip : nullptr}) {
       if (!ip) continue;

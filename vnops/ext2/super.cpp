@@ -359,7 +359,10 @@ int ext2_mount_impl(mount* mp, const mount_args& args) {
   mp->mnt_vnops = args.layers ? args.layers : &ext2_vnop_table;
   bool rdonly = args.rdonly || force_ro;
   m->m_rdonly = rdonly;
-  mp->mnt_flag = (rdonly ? uint32_t{MNT_RDONLY} : 0u) | (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
+  // The caller's other flags (the atime rules: MNT_NOATIME, MNT_STRICTATIME, ...) stay: overwriting them
+  // here is how noatime once reached read.cpp as relatime (generic/120).
+  mp->mnt_flag = (mp->mnt_flag & ~uint32_t{MNT_RDONLY | MNT_SYNCHRONOUS}) | (rdonly ? uint32_t{MNT_RDONLY} : 0u) |
+                 (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
   m->m_gen_seed = static_cast<uint32_t>(time(nullptr)) ^ m->m_sb.s_wtime;
   if ((err = load_groups(mp, m)) || (err = check_root(mp, m))) {
     free_mount(mp, m);
@@ -508,7 +511,7 @@ int vfs_statfs_ext2(mount* mp, struct statvfs* sbp, const vfs_context&) {
   sbp->f_frsize = m->m_block_size;
   sbp->f_blocks = m->m_blocks_count - m->m_overhead_blocks;
   sbp->f_bfree = static_cast<fsblkcnt_t>(bfree);
-  sbp->f_bavail = static_cast<uint64_t>(bfree) > reserved ? static_cast<fsblkcnt_t>(bfree - reserved) : 0;
+  sbp->f_bavail = static_cast<fsblkcnt_t>(ext2_statfs_avail(m, static_cast<uint64_t>(bfree), reserved));
   sbp->f_files = m->m_inodes_count;
   sbp->f_ffree = static_cast<fsfilcnt_t>(ifree);
   sbp->f_favail = static_cast<fsfilcnt_t>(ifree);
@@ -603,5 +606,16 @@ int ext2_sbupdate(ext2_mount* m, bool wait) {
 }
 
 int ext2_write_super_error(ext2_mount* m) { return write_super(m, true); }
+
+uint64_t ext2_statfs_avail(const ext2_mount* m, uint64_t bfree, uint64_t reserved) {
+  const uint64_t usable = bfree > reserved ? bfree - reserved : 0;
+  if (usable <= EXT2_NDIR_BLOCKS) return usable;
+  // Mapping `usable` data blocks in one file takes at most one indirect block per `per` of them, one
+  // second-level block per per^2 and one third-level per per^3, plus the double and triple indirect tops.
+  const uint64_t per = m->m_block_size / 4;
+  uint64_t cost = 2;
+  for (uint64_t span = per; span <= (uint64_t{1} << 40); span *= per) cost += (usable + span - 1) / span;
+  return usable > cost ? usable - cost : 0;
+}
 
 }  // namespace vnopfs::ext2

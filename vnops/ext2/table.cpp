@@ -2,11 +2,12 @@
 //
 // Ops that exist (everything else falls to the vnop.def default: err_* = ENOTSUP, nop_* = 0):
 //   files:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
-//               allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE),
-//               inactive, reclaim.
+//               allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE,
+//               FIOGETFLAGS/SETFLAGS), open (refuses writes to immutable / append-only files), inactive,
+//               reclaim.
 //   namespace:  lookup, create, mknod, mkdir, rmdir, remove, link, symlink, readlink, readdir, rename,
 //               getxattr/setxattr/listxattr/removexattr.
-// open/close are nop (ext2 keeps no per-open state).
+// close is nop (ext2 keeps no per-open state).
 //
 // Locking for callers (the FUSE frontend), per vnop.def, plus ext2's rule for VNOP_WRITE (see ext2.h):
 // take the vnode lock SHARED for a write that stays inside EOF, EXCLUSIVE for IO_APPEND or a write that may
@@ -35,6 +36,7 @@ void ext2_table_init() {
         vnop_entry(ext2_vnop_access),
         vnop_entry(ext2_vnop_allocate),
         vnop_entry(ext2_vnop_ioctl),
+        vnop_entry(ext2_vnop_open),
         vnop_entry(ext2_vnop_inactive),
         vnop_entry(ext2_vnop_reclaim),
         // the namespace

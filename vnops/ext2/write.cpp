@@ -184,6 +184,7 @@ int write_begin(write_state& w) {
   const ext2_inode& di = w.ip->i_di.base;
   if (di.i_flags & EXT2_IMMUTABLE_FL) return EPERM;
   if ((di.i_flags & EXT2_APPEND_FL) && !(w.ioflag & IO_APPEND)) return EPERM;
+  if (di.i_flags & EXT2_SYNC_FL) w.ioflag |= IO_SYNC;  // chattr +S
   w.orig_size = w.size = ext2_i_size(w.ip);
   if (w.ioflag & IO_APPEND) {
     if (!exclusive) return ERESTART;

@@ -1,5 +1,6 @@
 // attr_test.cpp: getattr against debugfs, setattr's permission rules (chmod/chown/chgrp/utimensat),
 // suid/sgid clearing on chown and truncate, nanosecond times in large inodes, access.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -182,4 +183,69 @@ TEST_CASE("access: owner, group, other and root", "[ext2][attr][perm]") {
   vnode_put(root);
   vnode_put(vp);
   REQUIRE(m.unmount() == 0);
+}
+
+namespace {
+
+int ioctl_flags(vnode* vp, unsigned long cmd, uint32_t* fl, vfs_context* ctx = kctx()) {
+  vn_exclusive l(vp);
+  return VNOP_IOCTL(vp, cmd, fl, 0, ctx);
+}
+int open_as(vnode* vp, int flags, vfs_context* ctx = kctx()) { return VNOP_OPEN(vp, flags, ctx); }
+
+}  // namespace
+
+TEST_CASE("flags: FIOGETFLAGS/FIOSETFLAGS follow chattr's rules and immutable/append-only are enforced",
+          "[ext2][attr][flags]") {
+  constexpr uint32_t kSync = 0x8, kImmutable = 0x10, kAppend = 0x20, kNodump = 0x40, kNoatime = 0x80;
+  attr_image a;
+  {
+    mounted m(a.img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* vp = m.vget(ino_of(a.img, "/f"));
+    REQUIRE(set_owner(vp, 1000, 100, 0644) == 0);
+    vfs_context owner = user_ctx(1000, 100);
+    vfs_context other = user_ctx(2000, 2000);
+    uint32_t fl = kNodump | kNoatime | kSync;
+    CHECK(ioctl_flags(vp, FIOSETFLAGS, &fl, &other) == EPERM);  // not the owner
+    CHECK(ioctl_flags(vp, FIOSETFLAGS, &fl, &owner) == 0);
+    fl = 0;
+    REQUIRE(ioctl_flags(vp, FIOGETFLAGS, &fl) == 0);
+    CHECK(fl == (kNodump | kNoatime | kSync));
+    CHECK(vwrite(vp, 10, "sync") == 0);  // chattr +S: written synchronously, still a write
+
+    fl = kImmutable;
+    CHECK(ioctl_flags(vp, FIOSETFLAGS, &fl, &owner) == EPERM);  // CAP_LINUX_IMMUTABLE: root only
+    REQUIRE(ioctl_flags(vp, FIOSETFLAGS, &fl) == 0);
+    CHECK(open_as(vp, O_RDONLY) == 0);
+    CHECK(open_as(vp, O_WRONLY) == EPERM);
+    CHECK(open_as(vp, O_RDONLY | O_TRUNC) == EPERM);
+    CHECK(vwrite(vp, 0, "x") == EPERM);
+    CHECK(vtruncate(vp, 0) == EPERM);
+    CHECK(set_owner(vp, 1000, 100, 0600) == EPERM);
+    CHECK(vsize(vp) == 14);
+
+    fl = kAppend;
+    REQUIRE(ioctl_flags(vp, FIOSETFLAGS, &fl) == 0);
+    CHECK(open_as(vp, O_WRONLY) == EPERM);
+    CHECK(open_as(vp, O_WRONLY | O_APPEND) == 0);
+    CHECK(open_as(vp, O_WRONLY | O_APPEND | O_TRUNC) == EPERM);
+    CHECK(vwrite(vp, 0, "x") == EPERM);                       // not an append
+    CHECK(vwrite(vp, 0, "tail", IO_UNIT | IO_APPEND) == 0);
+    CHECK(vtruncate(vp, 0) == EPERM);
+    CHECK(set_owner(vp, 1000, 100, 0600) == EPERM);
+    CHECK(vsize(vp) == 18);
+    fl = 0;
+    CHECK(ioctl_flags(vp, FIOSETFLAGS, &fl, &owner) == EPERM);  // clearing append-only: root only too
+    REQUIRE(ioctl_flags(vp, FIOSETFLAGS, &fl) == 0);
+    CHECK(vtruncate(vp, 0) == 0);
+    fl = kNodump | 0x00080000;  // extents: not chattr's to set
+    REQUIRE(ioctl_flags(vp, FIOSETFLAGS, &fl) == 0);
+    REQUIRE(ioctl_flags(vp, FIOGETFLAGS, &fl) == 0);
+    CHECK(fl == kNodump);
+    vnode_put(vp);
+    REQUIRE(m.unmount() == 0);
+  }
+  require_fsck_clean(a.img);
+  CHECK(debugfs(a.img, "stat /f").find("Flags: 0x40") != std::string::npos);
 }

@@ -362,3 +362,30 @@ TEST_CASE("extent: the extent cache forgets what truncate and punch hole free, a
   CHECK((debugfs_cat(im.img, "/f") == fmodel));
   CHECK((debugfs_cat(im.img, "/g") == gmodel));
 }
+
+// generic/103: statfs's f_bavail is a promise that one file can take that many bytes. ext2 maps a file's
+// blocks through indirect blocks the free count does not show, so f_bavail leaves room for them: a
+// fallocate of exactly f_bavail blocks into an empty file succeeds, for a caller without the root reserve.
+TEST_CASE("statfs: a fallocate of f_bavail blocks fits, indirect blocks included", "[ext2][statfs]") {
+  image_config c = GENERATE(from_range(all_configs()));
+  const std::string reserve = GENERATE(std::string("-m 0"), std::string("-m 5"));
+  INFO(c.label() << " " << reserve);
+  image im(c, 8192, reserve);
+  {
+    mounted m(im.img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* f = m.vget(ino_of(im.img, "/f"));
+    struct statvfs st;
+    REQUIRE(VFS_STATFS(m.mp(), &st, vfs_context::kernel()) == 0);
+    const uint64_t avail = st.f_bavail;
+    REQUIRE(avail > 1000);
+    CHECK(avail < st.f_bfree);
+    vfs_context user = user_ctx(1000, 1000);
+    CHECK(vallocate(f, 0, 0, static_cast<off_t>(avail * c.block_size), &user) == 0);
+    REQUIRE(VFS_STATFS(m.mp(), &st, vfs_context::kernel()) == 0);
+    CHECK(st.f_bavail < avail / 50);  // the bound is close: little is left over
+    vnode_put(f);
+    REQUIRE(m.unmount() == 0);
+  }
+  check_fsck(im.img);
+}
