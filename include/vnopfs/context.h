@@ -17,8 +17,14 @@ struct vfs_context {
   std::vector<gid_t> groups;  // supplementary groups (without gid unless the caller has it twice)
   pid_t pid = 0;
   mode_t umask = 022;
+  // CAP_FSETID of the caller, where the frontend knows it: the kernel says "lacks it" with the
+  // KILL_SUIDGID bits of WRITE, SETATTR(size) and OPEN(O_TRUNC) under FUSE_HANDLE_KILLPRIV_V2, and a chown
+  // or fallocate on a set-ID file reads the caller's effective capabilities. Unknown: uid 0 has it.
+  enum class cap : unsigned char { unknown, yes, no };
+  cap fsetid = cap::unknown;
 
   bool is_superuser() const { return uid == 0; }
+  bool has_fsetid() const { return fsetid == cap::unknown ? is_superuser() : fsetid == cap::yes; }
   // True when the caller belongs to gid: its primary group or one of its supplementary groups.
   bool groupmember(gid_t g) const {
     return g == gid || std::find(groups.begin(), groups.end(), g) != groups.end();

@@ -83,6 +83,7 @@ enum : uint32_t {  // v_flag
 };
 enum : uint32_t {  // v_facts: what the filesystem knows about the file, for answers without a VNOP
   VX_NOSECXATTR = 0x1,  // no security.* extended attribute: getxattr of any security.* name is ENODATA
+  VX_NOCAPXATTR = 0x2,  // no security.capability: a write, truncate or chown has no capability to remove
 };
 enum : uint32_t {  // v_lflag, guarded by the mount's vnode mutex
   VL_TERMINATE = 0x1,

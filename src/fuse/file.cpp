@@ -6,6 +6,7 @@
 // -o sync; IO_NOCACHE for O_DIRECT. Locks: reads hold the vnode shared; writes hold it exclusive (a write
 // may extend the file; see docs/fuse.md for why not shared inside EOF); fallocate exclusive.
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,7 +87,10 @@ int do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   vfs_context ctx = make_context(req, true);
   iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
-  if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) TRY(truncate_on_open(vp.get(), ctx));
+  if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    set_fsetid_from_kernel(f, request_kills_suidgid(FUSE_OPEN, ino), &ctx);
+    TRY(truncate_on_open(vp.get(), ctx));
+  }
   TRY(open_handle(req, vp.get(), fi, ctx));
   if (fuse_reply_open(req, fi) != 0) close_handle(req, fi);
   return 0;
@@ -116,7 +120,10 @@ int do_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     }
   }
   if (err) return err;
-  if (!created && (fi->flags & O_TRUNC)) TRY(truncate_on_open(vp.get(), ctx));
+  if (!created && (fi->flags & O_TRUNC)) {
+    set_fsetid_from_kernel(f, request_kills_suidgid(FUSE_CREATE, parent), &ctx);
+    TRY(truncate_on_open(vp.get(), ctx));
+  }
   fuse_entry_param e;
   TRY(make_entry(req, vp.get(), ctx, &e));
   err = open_handle(req, vp.get(), fi, ctx);
@@ -194,11 +201,21 @@ int write_uio(fuse_req_t req, handle* h, uio* u, int ioflag, vfs_context& ctx) {
   return 0;
 }
 
-int do_write_buf(fuse_req_t req, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
+// The writer's credentials as the privilege clearing needs them: CAP_FSETID from the kernel's
+// FUSE_WRITE_KILL_SUIDGID, and the groups only when that bit is set (a set-group-ID file without group-exec
+// keeps its bit for a writer in its group) or the kernel cannot tell us (no killpriv v2).
+vfs_context write_context(fuse_req_t req, const frontend& f, fuse_ino_t ino) {
+  bool kill = request_kills_suidgid(FUSE_WRITE, ino);
+  vfs_context ctx = make_context(req, kill || !f.kinit.killpriv_v2);
+  set_fsetid_from_kernel(f, kill, &ctx);
+  return ctx;
+}
+
+int do_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
   frontend& f = fe(req);
   handle* h = fh_of(fi);
   if (!h) return EBADF;
-  vfs_context ctx = make_context(req, false);
+  vfs_context ctx = write_context(req, f, ino);
   int ioflag = write_ioflag(f, fi->flags ? fi->flags : h->flags, fi->writepage);
   uio u(off, UIO_WRITE, UIO_USERSPACE);
   bool in_memory = true;
@@ -225,11 +242,11 @@ int do_write_buf(fuse_req_t req, fuse_bufvec* bufv, off_t off, fuse_file_info* f
   return write_uio(req, h, &u, ioflag, ctx);
 }
 
-int do_write(fuse_req_t req, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+int do_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
   frontend& f = fe(req);
   handle* h = fh_of(fi);
   if (!h) return EBADF;
-  vfs_context ctx = make_context(req, false);
+  vfs_context ctx = write_context(req, f, ino);
   uio u(off, UIO_WRITE, UIO_USERSPACE);
   u.addiov(const_cast<char*>(data), size);
   return write_uio(req, h, &u, write_ioflag(f, fi->flags ? fi->flags : h->flags, fi->writepage), ctx);
@@ -254,7 +271,10 @@ int do_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
 int do_fallocate(fuse_req_t req, int mode, off_t offset, off_t length, fuse_file_info* fi) {
   handle* h = fh_of(fi);
   if (!h) return EBADF;
-  vfs_context ctx = make_context(req, false);
+  vfs_context ctx = make_context(req, true);
+  // FALLOCATE carries no KILL_SUIDGID bit: on a set-ID file ask the caller's capabilities.
+  vnode_attr va;
+  if (VNOP_GETATTR(h->vp, &va, &ctx) == 0 && (va.va_mode & (S_ISUID | S_ISGID))) ctx.fsetid = caller_fsetid(req);
   {
     vn_exclusive l(h->vp);
     TRY(VNOP_ALLOCATE(h->vp, mode, offset, length, &ctx));
@@ -329,11 +349,11 @@ void ll_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   run(req, [&] { return do_read(req, size, off, fi); });
 }
-void ll_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
-  run(req, [&] { return do_write_buf(req, bufv, off, fi); });
+void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
+  run(req, [&] { return do_write_buf(req, ino, bufv, off, fi); });
 }
-void ll_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  run(req, [&] { return do_write(req, buf, size, off, fi); });
+void ll_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  run(req, [&] { return do_write(req, ino, buf, size, off, fi); });
 }
 void ll_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   // close(2): the data is already in the VNOPs (writethrough/none) or was written back by the kernel before

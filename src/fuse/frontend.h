@@ -86,6 +86,7 @@ struct kernel_init {
   uint64_t add = 0;       // FUSE_* INIT bits ll_init wants that libfuse 3.14 would drop
   uint64_t offered = 0;   // the kernel's INIT flags
   uint64_t replied = 0;   // our reply's flags (0: the hook did not see INIT)
+  bool killpriv_v2 = false;  // FUSE_HANDLE_KILLPRIV_V2 sent: the daemon removes privileges on its own
   uint32_t major = 0, minor = 0;
   uint32_t max_write = 0, max_pages = 0, max_readahead = 0;
   std::atomic<uint64_t> unique{0};  // the INIT request's id until it is answered
@@ -108,8 +109,12 @@ struct frontend {
 // drops (parallel dirops, handle_killpriv). Call after fuse_session_mount, before the session loop.
 // Returns 0 or an errno; on failure the session keeps libfuse's own I/O (and the flags stay off).
 int install_kernel_io(fuse_session* se);
-// The FUSE_* INIT bits for the FUSE_CAP_* in want that libfuse 3.14 leaves out of its reply.
-uint64_t init_flags_libfuse_drops(unsigned want);
+// The FUSE_* INIT bits for the FUSE_CAP_* in want that libfuse 3.14 leaves out of its reply, plus
+// FUSE_HANDLE_KILLPRIV_V2 (which 3.14 cannot ask for) when killpriv_v2.
+uint64_t init_flags_libfuse_drops(unsigned want, bool killpriv_v2);
+// Whether the request this thread is handling (opcode, ino) came with FUSE_WRITE_KILL_SUIDGID or
+// FUSE_OPEN_KILL_SUIDGID (the kernel's "the caller lacks CAP_FSETID"), as the read hook saw it.
+bool request_kills_suidgid(uint32_t opcode, fuse_ino_t ino);
 
 // The ops table (session.cpp).
 const fuse_lowlevel_ops* lowlevel_ops();
@@ -119,6 +124,12 @@ frontend& fe(fuse_req_t req);
 // Credentials of the request. With_groups: supplementary groups too (read from /proc, so only for ops
 // that check permissions, and not for root).
 vfs_context make_context(fuse_req_t req, bool with_groups);
+// The caller's CAP_FSETID from its effective capabilities (/proc/PID/task/PID/status): for chown and
+// fallocate, which carry no KILL_SUIDGID bit. unknown if the caller is gone.
+vfs_context::cap caller_fsetid(fuse_req_t req);
+// ctx.fsetid for a request that kills set-ID bits (write, truncate, open O_TRUNC): the kernel sends the
+// KILL_SUIDGID bit exactly when the caller lacks CAP_FSETID, under FUSE_HANDLE_KILLPRIV_V2 only.
+void set_fsetid_from_kernel(const frontend& f, bool kill_bit, vfs_context* ctx);
 // Fills st from a VNOP_GETATTR of vp (vp unlocked by the caller).
 int vn_stat(vnode* vp, const vfs_context& ctx, struct stat* st, uint32_t* gen = nullptr);
 void vattr_to_stat(const vnode_attr& va, struct stat* st);

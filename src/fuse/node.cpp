@@ -108,8 +108,19 @@ int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) {
     va.va_mtime = attr->st_mtim;
   }
   if (to_set & FUSE_SET_ATTR_CTIME) { va.va_active |= VA_CTIME; va.va_ctime = attr->st_ctim; }
-  if (to_set & (FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID | FUSE_SET_ATTR_KILL_PRIV))
+  // FATTR_KILL_SUIDGID (libfuse's FUSE_SET_ATTR_KILL_SUID bit) under killpriv v2: with a size, "the caller
+  // lacks CAP_FSETID" (its absence: it has it); with an owner, always sent, and ext2 applies chown's own rule
+  // (which needs CAP_FSETID only for a set-group-ID file without group-exec: asked then).
+  const bool kill = to_set & (FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID | FUSE_SET_ATTR_KILL_PRIV);
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    set_fsetid_from_kernel(f, kill, &ctx);
+  } else if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    vnode_attr cur;
+    TRY(VNOP_GETATTR(vp.get(), &cur, &ctx));
+    if ((cur.va_mode & (S_ISGID | S_IXGRP)) == S_ISGID) ctx.fsetid = caller_fsetid(req);
+  } else if (kill) {
     va.va_active |= VA_KILL_SUIDGID;
+  }
   if (va.va_active) {
     vn_exclusive l(vp.get());
     TRY(VNOP_SETATTR(vp.get(), &va, &ctx));

@@ -1,6 +1,8 @@
 // session.cpp: the ops table, init (capabilities) and the helpers every handler uses.
+#include <linux/capability.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <vector>
@@ -76,6 +78,30 @@ vfs_context make_context(fuse_req_t req, bool with_groups) {
   return ctx;
 }
 
+vfs_context::cap caller_fsetid(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%lu/task/%lu/status", static_cast<unsigned long>(c->pid),
+                static_cast<unsigned long>(c->pid));
+  std::FILE* fp = std::fopen(path, "re");
+  if (!fp) return vfs_context::cap::unknown;
+  char line[256];
+  vfs_context::cap r = vfs_context::cap::unknown;
+  while (std::fgets(line, sizeof line, fp)) {
+    unsigned long long eff;
+    if (std::sscanf(line, "CapEff: %llx", &eff) == 1) {
+      r = (eff >> CAP_FSETID) & 1 ? vfs_context::cap::yes : vfs_context::cap::no;
+      break;
+    }
+  }
+  std::fclose(fp);
+  return r;
+}
+
+void set_fsetid_from_kernel(const frontend& f, bool kill_bit, vfs_context* ctx) {
+  if (f.kinit.killpriv_v2) ctx->fsetid = kill_bit ? vfs_context::cap::no : vfs_context::cap::yes;
+}
+
 void vattr_to_stat(const vnode_attr& va, struct stat* st) {
   std::memset(st, 0, sizeof *st);
   st->st_ino = va.va_fileid;
@@ -144,11 +170,12 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_CACHE_SYMLINKS);     // a symlink's target never changes
   want(FUSE_CAP_AUTO_INVAL_DATA);
   want(FUSE_CAP_IOCTL_DIR);          // chattr/lsattr on directories (ioctl.cpp)
-  // Killpriv (v1): the kernel stops clearing suid/sgid with a GETATTR + mode SETATTR of its own after a
-  // write, truncate or chown (fuse_setattr); ext2 already clears them in VNOP_WRITE, VNOP_SETATTR (size,
-  // owner) and VNOP_ALLOCATE as Linux's should_remove_suid decides. security.capability stays the
-  // kernel's (notify_change's ATTR_KILL_PRIV sends REMOVEXATTR). V2, which would also stop the GETXATTR
-  // per write, needs the daemon to remove capabilities itself: not asked for (libfuse 3.14 cannot anyway).
+  // Killpriv v1 and v2: the kernel stops clearing suid/sgid with a GETATTR + mode SETATTR of its own after
+  // a write, truncate or chown (fuse_setattr), and with v2 (SB_NOSEC) stops asking GETXATTR
+  // security.capability before every write(2). ext2 does both itself as Linux decides them: set-ID bits in
+  // VNOP_WRITE, VNOP_SETATTR (size, owner), VNOP_ALLOCATE (setattr_should_drop_suidgid; CAP_FSETID from the
+  // request's KILL_SUIDGID bit), the capability with them (ext2_xattr_kill_caps). libfuse 3.14 sends
+  // neither; kernelio.cpp adds them.
   want(FUSE_CAP_HANDLE_KILLPRIV);
   // Splice buys nothing here: every byte is copied into the buffer cache anyway, and memory buffers map
   // straight to iovecs.
@@ -164,8 +191,8 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     f->writeback = false;
   }
   conn->time_gran = f->time_gran;
-  // libfuse 3.14 drops these two from its reply; kernelio.cpp adds them (when installed).
-  f->kinit.add = init_flags_libfuse_drops(conn->want);
+  // libfuse 3.14 drops these from its reply; kernelio.cpp adds them (when installed).
+  f->kinit.add = init_flags_libfuse_drops(conn->want, o.killpriv_v2);
 }
 
 void ll_destroy(void*) {

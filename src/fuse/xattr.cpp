@@ -92,7 +92,11 @@ int do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 int do_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   frontend& f = fe(req);
   if (is_acl_name(name)) return EOPNOTSUPP;
-  vfs_context ctx = make_context(req, true);
+  // The kernel removes a file's capability itself when a write, truncate or chown by anyone finds one
+  // (security_inode_killpriv, no permission check), and the REMOVEXATTR comes with that caller's
+  // credentials; a removexattr(2) of it has already passed cap_inode_removexattr (CAP_SETFCAP). Either way
+  // the kernel has decided: the VNOP runs with the kernel's credentials.
+  vfs_context ctx = std::strcmp(name, "security.capability") == 0 ? vfs_context::kernel() : make_context(req, true);
   iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
   {

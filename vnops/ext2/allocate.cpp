@@ -26,7 +26,6 @@ int preallocate(ext2_inode_info* ip, uint64_t first, uint64_t last, const vfs_co
   TRY(res.take(need, reserve));
   uint64_t done;
   TRY(ext2_bmap_alloc_range(ip, first, last, EXT2_BMAP_ALLOC | EXT2_BMAP_ZERO, &res, &done, nullptr));
-  (void)ext2_kill_suid(ip, ctx);
   ext2_itimes(ip, EXT2_ICHG);
   return 0;
 }
@@ -44,7 +43,7 @@ int zero_if_allocated(vnode* vp, ext2_inode_info* ip, uint64_t off, uint64_t end
 }
 
 // Punches [off, end) inside EOF: partial blocks zeroed, whole ones freed (back to holes).
-int punch_hole(vnode* vp, ext2_inode_info* ip, uint64_t off, uint64_t end, const vfs_context& ctx) {
+int punch_hole(vnode* vp, ext2_inode_info* ip, uint64_t off, uint64_t end) {
   const uint64_t bs = ip->i_mnt->m_block_size;
   uint64_t size;
   {
@@ -66,7 +65,6 @@ int punch_hole(vnode* vp, ext2_inode_info* ip, uint64_t off, uint64_t end, const
     TRY(ext2_free_range_locked(ip, first_full, last_full));
   }
   std::lock_guard g(ip->i_lock);
-  (void)ext2_kill_suid(ip, ctx);
   ext2_itimes(ip, EXT2_ICHG | EXT2_IUPD);
   return 0;
 }
@@ -87,7 +85,13 @@ int allocate_impl(vnode* vp, int mode, off_t offset, off_t length, const vfs_con
     std::lock_guard g(ip->i_lock);
     if (ip->i_di.base.i_flags & (EXT2_IMMUTABLE_FL | EXT2_APPEND_FL)) return EPERM;
   }
-  if (mode & FALLOC_FL_PUNCH_HOLE) return punch_hole(vp, ip, off, end, ctx);
+  // Privileges go before anything changes, whatever the range turns out to need (file_modified).
+  TRY(ext2_xattr_kill_caps(vp, ctx));
+  {
+    std::lock_guard g(ip->i_lock);
+    (void)ext2_kill_suid(ip, ctx);
+  }
+  if (mode & FALLOC_FL_PUNCH_HOLE) return punch_hole(vp, ip, off, end);
   const uint64_t bs = m->m_block_size;
   uint64_t size;
   {

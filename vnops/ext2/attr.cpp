@@ -47,17 +47,16 @@ int setattr_allowed(ext2_inode_info* ip, vnode* vp, const vnode_attr& va, const 
 void setattr_apply(ext2_inode_info* ip, const vnode_attr& va, const vfs_context& ctx) {
   const uint64_t act = va.va_active;
   mode_t mode = ext2_i_mode(ip);
+  // chown (chown_common): set-user-ID always, even for root; set-group-ID as setattr_should_drop_sgid
+  // decides against the group the file has before the change.
+  const mode_t chown_kill = S_ISUID | ext2_should_drop_sgid(ip, ctx);
   if (act & VA_UID) ext2_i_set_uid(ip, va.va_uid);
   if (act & VA_GID) ext2_i_set_gid(ip, va.va_gid);
   if (act & VA_MODE) {
     mode = (mode & S_IFMT) | (va.va_mode & 07777);
     if (!ctx.is_superuser() && !ctx.groupmember(ext2_i_gid(ip))) mode &= ~S_ISGID;
   }
-  if ((act & (VA_UID | VA_GID)) && !S_ISDIR(mode)) {
-    // chown clears set-user-ID always, set-group-ID when it means "setgid" (group-exec set), even for root.
-    mode &= ~S_ISUID;
-    if (mode & S_IXGRP) mode &= ~S_ISGID;
-  }
+  if ((act & (VA_UID | VA_GID)) && !S_ISDIR(mode)) mode &= ~chown_kill;
   if ((act & VA_KILL_SUIDGID) && S_ISREG(mode)) {
     mode &= ~S_ISUID;
     if (mode & S_IXGRP) mode &= ~S_ISGID;
@@ -80,10 +79,13 @@ int setattr_impl(vnode* vp, const vnode_attr& va, const vfs_context& ctx) {
     std::lock_guard g(ip->i_lock);
     TRY(setattr_allowed(ip, vp, va, ctx));
   }
+  // A truncate or a chown of a non-directory takes the file's capability with it (ATTR_KILL_PRIV).
+  if ((va.va_active & VA_SIZE) || ((va.va_active & (VA_UID | VA_GID)) && vp->v_type != vtype::VDIR))
+    TRY(ext2_xattr_kill_caps(vp, ctx));
   if (va.va_active & VA_SIZE) {
     TRY(ext2_truncate(vp, static_cast<uint64_t>(va.va_size), ctx));
     std::lock_guard g(ip->i_lock);
-    (void)ext2_kill_suid(ip, ctx);  // truncate by a caller without CAP_FSETID
+    (void)ext2_kill_suid(ip, ctx);  // a truncate by a caller without CAP_FSETID (setattr_should_drop_suidgid)
   }
   std::lock_guard g(ip->i_lock);
   setattr_apply(ip, va, ctx);

@@ -386,9 +386,19 @@ int ext2_setflags(ext2_inode_info* ip, uint32_t flags, const vfs_context& ctx);
 // S_ISGID); mode_strip_sgid for a setgid+group-exec non-directory created by a non-member. Returns mode.
 mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_context& ctx, uid_t* uid,
                           gid_t* gid);
-// Clears S_ISUID, and S_ISGID when group-exec is set, for a writer without CAP_FSETID (non-root).
-// Returns true if the mode changed (inode dirty, ctime). [i_lock]
+// Linux's setattr_should_drop_sgid: S_ISGID if it is set and group-exec is set too, or the caller is
+// neither in the file's group nor has CAP_FSETID; else 0. [i_lock]
+mode_t ext2_should_drop_sgid(const ext2_inode_info* ip, const vfs_context& ctx);
+// Linux's setattr_should_drop_suidgid, what a write, truncate or fallocate by ctx removes: S_ISUID and
+// ext2_should_drop_sgid, only on a regular file and only for a caller without CAP_FSETID; else 0. [i_lock]
+mode_t ext2_should_drop_suidgid(const ext2_inode_info* ip, const vfs_context& ctx);
+// Clears the ext2_should_drop_suidgid bits. Returns true if the mode changed (inode dirty, ctime). [i_lock]
 bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx);
+// Removes security.capability if the inode has one (Linux removes it on every write, truncate, fallocate
+// and chown, whoever the caller). VX_NOCAPXATTR answers without reading; the first call on a vnode reads
+// the attributes once and sets it. ERESTART (nothing changed) when one must go and the vnode lock is held
+// only shared: retake it exclusive. [vnode lock held; no i_lock] (xattr.cpp)
+int ext2_xattr_kill_caps(vnode* vp, const vfs_context& ctx);
 
 // ---------------------------------------------------------------------------------------------------------
 // fsync (fsync.cpp)

@@ -1,6 +1,8 @@
 // perm.cpp: permission decisions from a vfs_context, the kernel's rules (generic_permission,
-// inode_owner_or_capable, the sticky-directory check, inode_init_owner + mode_strip_sgid, should_remove_suid).
-// Root (uid 0) stands for every capability vnopfs knows: CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_CHOWN.
+// inode_owner_or_capable, the sticky-directory check, inode_init_owner + mode_strip_sgid,
+// setattr_should_drop_sgid/suidgid). Root (uid 0) stands for every capability vnopfs knows:
+// CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN; CAP_FSETID is the context's (has_fsetid: what the kernel said,
+// else uid 0).
 #include <sys/stat.h>
 
 #include "vnops/ext2/ext2.h"
@@ -47,13 +49,25 @@ mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_con
   return mode;
 }
 
-bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx) {
+mode_t ext2_should_drop_sgid(const ext2_inode_info* ip, const vfs_context& ctx) {
   const mode_t mode = ext2_i_mode(ip);
-  if (ctx.is_superuser() || !S_ISREG(mode)) return false;
-  mode_t kill = mode & S_ISUID;
-  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
+  if (!(mode & S_ISGID)) return 0;
+  if (mode & S_IXGRP) return S_ISGID;  // "setgid" in the traditional sense: always
+  if (ctx.groupmember(ext2_i_gid(ip)) || ctx.has_fsetid()) return 0;
+  return S_ISGID;  // group-locking bit, but the caller could not have set it (setattr_prepare's rule)
+}
+
+mode_t ext2_should_drop_suidgid(const ext2_inode_info* ip, const vfs_context& ctx) {
+  const mode_t mode = ext2_i_mode(ip);
+  mode_t kill = (mode & S_ISUID) | ext2_should_drop_sgid(ip, ctx);
+  if (!kill || !S_ISREG(mode) || ctx.has_fsetid()) return 0;
+  return kill;
+}
+
+bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx) {
+  mode_t kill = ext2_should_drop_suidgid(ip, ctx);
   if (!kill) return false;
-  ip->i_di.base.i_mode = static_cast<uint16_t>(mode & ~kill);
+  ip->i_di.base.i_mode = static_cast<uint16_t>(ext2_i_mode(ip) & ~kill);
   ext2_itimes(ip, EXT2_ICHG);
   return true;
 }

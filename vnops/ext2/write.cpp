@@ -198,12 +198,13 @@ int write_begin(write_state& w) {
     TRY(ext2_bmap_count_missing(w.ip, off / w.bs, (end + w.bs - 1) / w.bs, &need));
     TRY(w.res.take(need, w.use_reserve));  // ENOSPC here: nothing changed
   }
-  if (ext2_kill_suid(w.ip, w.ctx)) (void)0;  // before any data moves (HFS order)
+  (void)ext2_kill_suid(w.ip, w.ctx);  // before any data moves (HFS order)
   return 0;
 }
 
 int write_impl(vnode* vp, uio* u, int ioflag, const vfs_context& ctx) {
   write_state w(vp, u, ioflag, ctx);
+  TRY(ext2_xattr_kill_caps(vp, ctx));  // ERESTART under the shared lock if a capability must go
   TRY(write_begin(w));
   // Past the format's maximum size the write is clipped (short), as Linux does; the clipped bytes are
   // handed back to the uio at the end.

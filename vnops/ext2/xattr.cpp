@@ -9,8 +9,9 @@
 // read and decided on while its buffer is held busy, so two sharers cannot both decide to copy and leak it.
 //
 // VX_NOSECXATTR (vnode.h) is set whenever a getxattr or listxattr has read every attribute and found no
-// security.* one, and cleared by a setxattr of a security.* name before it writes: the FUSE frontend answers
-// the kernel's security.capability question before every write(2) from it, without a VNOP.
+// security.* one (VX_NOCAPXATTR: no security.capability), and both are cleared by a setxattr of a
+// security.* name before it writes: the FUSE frontend answers the kernel's security.capability question
+// from the first, the privilege clearing of writes (ext2_xattr_kill_caps) skips its read with the second.
 //
 // Errors and permissions are Linux's (fs/xattr.c xattr_permission, fs/ext2/xattr.c): ERANGE for a name
 // over 255 bytes or a value larger than a block, E2BIG over 64 KiB, ENOSPC when the block is full,
@@ -251,11 +252,18 @@ int set_or_remove(ext2_inode_info* ip, const xattr_name& n, const std::string* v
   return 0;
 }
 
-// VX_NOSECXATTR from a full read of the inode's attributes. [vnode lock held, at least shared]
+constexpr xattr_name kCapability{EXT2_XATTR_INDEX_SECURITY, "capability"};
+
+// VX_NOSECXATTR and VX_NOCAPXATTR from a full read of the inode's attributes. [vnode lock held, at least
+// shared]
 void note_security_fact(vnode* vp, const std::vector<xattr_item>& items) {
-  bool none = std::none_of(items.begin(), items.end(),
-                           [](const xattr_item& it) { return it.index == EXT2_XATTR_INDEX_SECURITY; });
-  if (none) vp->v_facts.fetch_or(VX_NOSECXATTR, std::memory_order_release);
+  uint32_t facts = VX_NOSECXATTR | VX_NOCAPXATTR;
+  for (const xattr_item& it : items) {
+    if (it.index != EXT2_XATTR_INDEX_SECURITY) continue;
+    facts &= ~uint32_t{VX_NOSECXATTR};
+    if (it.name == kCapability.suffix) facts &= ~uint32_t{VX_NOCAPXATTR};
+  }
+  if (facts) vp->v_facts.fetch_or(facts, std::memory_order_release);
 }
 
 int copy_out(const std::string& data, uio* uio, size_t* sizep) {
@@ -316,8 +324,27 @@ int ext2_vnop_setxattr(vnop_setxattr_args* ap) try {
   std::string value(size, '\0');
   if (size) TRY(uiomove(value.data(), size, ap->a_uio));
   // Cleared before the attribute can be read back (and left cleared if the set fails: "unknown" is safe).
-  if (n.index == EXT2_XATTR_INDEX_SECURITY) ap->a_vp->v_facts.fetch_and(~uint32_t{VX_NOSECXATTR}, std::memory_order_release);
+  if (n.index == EXT2_XATTR_INDEX_SECURITY)
+    ap->a_vp->v_facts.fetch_and(~uint32_t{VX_NOSECXATTR | VX_NOCAPXATTR}, std::memory_order_release);
   return set_or_remove(ip, n, &value, ap->a_options, *ap->a_context);
+} catch (const std::bad_alloc&) {
+  return ENOMEM;
+}
+
+// Linux's dentry_needs_remove_privs -> security_inode_killpriv: the capability goes whoever changes the
+// file (CAP_FSETID does not keep it). The common answer, "none", comes from VX_NOCAPXATTR without a read;
+// the first call on a vnode reads the attributes once to learn it.
+int ext2_xattr_kill_caps(vnode* vp, const vfs_context& ctx) try {
+  if (vp->v_facts.load(std::memory_order_acquire) & (VX_NOCAPXATTR | VX_NOSECXATTR)) return 0;
+  ext2_inode_info* ip = VTOI(vp);
+  std::vector<xattr_item> items;
+  TRY(read_all(ip, &items));
+  note_security_fact(vp, items);
+  if (find_item(items, kCapability) == items.end()) return 0;
+  if (!vp->v_lock.held_exclusive()) return ERESTART;
+  TRY(set_or_remove(ip, kCapability, nullptr, 0, ctx));
+  vp->v_facts.fetch_or(VX_NOCAPXATTR, std::memory_order_release);
+  return 0;
 } catch (const std::bad_alloc&) {
   return ENOMEM;
 }
