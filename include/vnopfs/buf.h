@@ -188,14 +188,14 @@ void buf_brelse(BufRef bp);
 // Waits for the buffer's I/O to finish: 0, b_error, or EIO.
 int buf_biowait(buf* bp);
 // I/O completion: exactly once per strategy. Runs the B_CALL callback (which then owns the buffer), or
-// releases an async buffer, or wakes the waiter. Called on device completion threads.
+// releases an async buffer, or wakes the waiter. Called on device completion threads (or inside buf_strategy).
 void buf_biodone(buf* bp);
 // Sets B_CALL (and B_ASYNC): biodone calls fn(bp, arg) which owns bp and must buf_brelse it (BufRef(bp)).
 void buf_setcallback(buf* bp, void (*fn)(buf* bp, void* arg), void* arg);
 
-// Submits bp to the mount's device at b_blkno * block size: what a filesystem's VNOP_STRATEGY calls after
-// mapping (XNU: buf_strategy(devvp, ap)). A cluster header goes out as one vectored request. Completion
-// ends in buf_biodone. Returns 0 (errors arrive through biodone).
+// Submits bp to the mount's device at b_blkno * block size (XNU buf_strategy): what VNOP_STRATEGY calls after
+// mapping; a cluster header goes out as one vectored request. Returns 0; completion (errors too) ends in
+// buf_biodone, for a sync read (no B_ASYNC/B_CALL: IO_ATTR_INLINE) maybe before return: hold no cache lock.
 int buf_strategy(vnode* devvp, buf* bp);
 // The default VNOP_BWRITE: buf_bwrite (sync) or the async start for B_ASYNC. Name it in tables that use the
 // cache (XNU vn_bwrite).

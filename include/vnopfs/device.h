@@ -154,9 +154,10 @@ std::unique_ptr<device> make_partition(device* below, uint64_t start, uint64_t l
 class faults_device;
 std::unique_ptr<faults_device> make_faults(device* below);
 
-// Synchronous helper for mount-time and tools: submits with IO_ATTR_INLINE added to attrs and waits.
-// Returns the error; *bytes if given.
-int dev_sync_io(device& d, io_op op, uint64_t offset, void* buf, size_t len, uint32_t attrs = 0,
+// Synchronous helper for mount time, tools and tests: submits one request carrying exactly `attrs` and waits
+// for it. The default, IO_ATTR_INLINE, is right for any caller that holds no lock the completion takes; the
+// device tests and devbench pass other sets to exercise the hand-off path. Returns the error; *bytes if given.
+int dev_sync_io(device& d, io_op op, uint64_t offset, void* buf, size_t len, uint32_t attrs = IO_ATTR_INLINE,
                 size_t* bytes = nullptr);
 
 }  // namespace vnopfs::dev

@@ -31,7 +31,7 @@ int dev_sync_io(device& d, io_op op, uint64_t offset, void* buf, size_t len, uin
   waiter w;
   io_request r;
   r.op = op;
-  r.attrs = attrs | IO_ATTR_INLINE;  // this thread waits and holds no lock on_done takes
+  r.attrs = attrs;
   r.offset = offset;
   try {
     if (op == io_op::read || op == io_op::write) r.add_iov(buf, len);

@@ -155,27 +155,9 @@ class runner {
 
 // One thread, one request at a time, waiting for each: random offsets until the time is up.
 result run_sync(device& d, bool write, size_t bs, uint32_t attrs, const opts& o) {
-  struct waiter : io_request {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool finished = false;
-    int err = 0;
-    size_t bytes = 0;
-  } w;
   void* p;
   if (posix_memalign(&p, 4096, bs)) abort();
   memset(p, 0x5a, bs);
-  w.add_iov(p, bs);
-  w.op = write ? io_op::write : io_op::read;
-  w.attrs = attrs;
-  w.done = [](io_request* r, int err, size_t bytes) {
-    auto* x = static_cast<waiter*>(r);
-    std::lock_guard lk(x->mu);
-    x->err = err;
-    x->bytes = bytes;
-    x->finished = true;
-    x->cv.notify_one();
-  };
   std::mt19937_64 rng(1);
   auto clock = [] { return std::chrono::steady_clock::now(); };
   auto t0 = clock();
@@ -183,14 +165,12 @@ result run_sync(device& d, bool write, size_t bs, uint32_t attrs, const opts& o)
                       std::chrono::duration<double>(o.runtime));
   uint64_t ops = 0, bytes = 0, errors = 0;
   while (clock() < end) {
-    w.offset = std::uniform_int_distribution<uint64_t>(0, o.size / bs - 1)(rng) * bs;
-    w.finished = false;  // no completion is outstanding here
-    d.submit(&w);
-    std::unique_lock lk(w.mu);
-    w.cv.wait(lk, [&] { return w.finished; });
+    uint64_t off = std::uniform_int_distribution<uint64_t>(0, o.size / bs - 1)(rng) * bs;
+    size_t got = 0;
+    int err = dev_sync_io(d, write ? io_op::write : io_op::read, off, p, bs, attrs, &got);
     ops++;
-    bytes += w.bytes;
-    errors += w.err != 0;
+    bytes += got;
+    errors += err != 0;
   }
   double secs = std::chrono::duration<double>(clock() - t0).count();
   free(p);

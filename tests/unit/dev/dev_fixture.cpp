@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 
@@ -189,33 +188,5 @@ void dut::crash() {
 }
 
 uint32_t io_align(const dut& d) { return d.direct ? d.dev->sector_size() : 1; }
-
-int sync_io(device& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs, size_t* got) {
-  struct waiter : io_request {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool finished = false;
-    int err = 0;
-    size_t bytes = 0;
-  } w;
-  w.op = op;
-  w.attrs = attrs;
-  w.offset = off;
-  if (op == io_op::read || op == io_op::write) w.add_iov(buf, len);
-  else if (op == io_op::unmap) w.length = len;
-  w.done = [](io_request* r, int err, size_t bytes) {
-    auto* x = static_cast<waiter*>(r);
-    std::lock_guard lk(x->mu);  // notify under the lock: the waiter's frame outlives this call
-    x->err = err;
-    x->bytes = bytes;
-    x->finished = true;
-    x->cv.notify_one();
-  };
-  d.submit(&w);
-  std::unique_lock lk(w.mu);
-  w.cv.wait(lk, [&] { return w.finished; });
-  if (got) *got = w.bytes;
-  return w.err;
-}
 
 }  // namespace devtest

@@ -117,9 +117,11 @@ long resident_after_drop(const std::string& path, uint64_t off, uint64_t len);
 std::string page_cache_probe();
 uint32_t io_align(const dut& d);  // alignment tests must use: sector size when direct, 1 otherwise
 
-// Submits one request with exactly `attrs` and waits for it (dev_sync_io adds IO_ATTR_INLINE; the suite
-// must also drive the queued path). Returns the error; *got = bytes if given.
-int sync_io(device& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs = 0, size_t* got = nullptr);
+// dev_sync_io with no attributes by default (not IO_ATTR_INLINE): the suite must also drive the queued path.
+inline int sync_io(device& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs = 0,
+                   size_t* got = nullptr) {
+  return dev_sync_io(d, op, off, buf, len, attrs, got);
+}
 
 // The suite's synchronous I/O on a device under test, with the kind's attributes.
 inline int dio(dut& d, io_op op, uint64_t off, void* buf, size_t len, uint32_t attrs = 0, size_t* got = nullptr) {
