@@ -30,6 +30,7 @@ enum : uint32_t {  // mnt_flag
   MNT_RDONLY = 0x1,
   MNT_SYNCHRONOUS = 0x2,  // every write is IO_SYNC (-o sync)
   MNT_NOATIME = 0x4,
+  MNT_POSIXACL = 0x8,     // the filesystem stores and applies POSIX ACLs (system.posix_acl_*)
 };
 
 struct mount {
@@ -53,6 +54,7 @@ struct mount {
 struct mount_args {
   bool rdonly = false;
   bool synchronous = false;
+  bool posix_acl = false;  // POSIX ACLs, if the format can store them (then MNT_POSIXACL)
   size_t cache_bytes = 256u << 20;   // buffer cache size
   const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
 };

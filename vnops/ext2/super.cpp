@@ -360,6 +360,10 @@ int ext2_mount_impl(mount* mp, const mount_args& args) {
   bool rdonly = args.rdonly || force_ro;
   m->m_rdonly = rdonly;
   mp->mnt_flag = (rdonly ? uint32_t{MNT_RDONLY} : 0u) | (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
+  m->m_posix_acl = args.posix_acl && m->m_ext_attr;
+  if (m->m_posix_acl) mp->mnt_flag |= MNT_POSIXACL;
+  else if (args.posix_acl)
+    VLOG_INFO("ext2 %s: no ext_attr feature: POSIX ACLs are off (tune2fs -O ext_attr turns it on)", mp->mnt_from.c_str());
   m->m_gen_seed = static_cast<uint32_t>(time(nullptr)) ^ m->m_sb.s_wtime;
   if ((err = load_groups(mp, m)) || (err = check_root(mp, m))) {
     free_mount(mp, m);
