@@ -33,6 +33,7 @@ enum : uint32_t {  // mnt_flag
   MNT_STRICTATIME = 0x8,  // every read updates atime
   MNT_NODIRATIME = 0x10,  // no atime updates on directories
   MNT_LAZYTIME = 0x20,    // recorded; an atime change already goes only to the inode-table buffer (the flusher writes it)
+  MNT_POSIXACL = 0x40,    // the filesystem stores and applies POSIX ACLs (system.posix_acl_*)
 };
 
 struct mount {
@@ -56,6 +57,7 @@ struct mount {
 struct mount_args {
   bool rdonly = false;
   bool synchronous = false;
+  bool posix_acl = false;  // POSIX ACLs, if the format can store them (then MNT_POSIXACL)
   size_t cache_bytes = 256u << 20;   // buffer cache size
   const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
   // MNT_UPDATE: change a mounted filesystem to rdonly (only that field counts; mnt_flag keeps its mount-time

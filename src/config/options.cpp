@@ -74,6 +74,8 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
   if (key == "rw") return flag(&o->rdonly, false);
   if (key == "sync") return flag(&o->sync, true);
   if (key == "killpriv_v2") return flag(&o->killpriv_v2, true);
+  if (key == "acl") return flag(&o->acl, true);
+  if (key == "noacl") return flag(&o->acl, false);
   if (key == "direct") return flag(&o->direct, true);
   if (key == "allow_other") return flag(&o->allow_other, true);
   if (key == "default_permissions") return flag(&o->default_permissions, true);
@@ -288,6 +290,7 @@ std::string usage() {
       "  -o sync                every write is synchronous (IO_SYNC)\n"
       "  -o allow_other         let other users in (needs user_allow_other for non-root)\n"
       "  -o default_permissions kernel permission checks (on by default; no_default_permissions turns off)\n"
+      "  -o acl | noacl         POSIX ACLs (acl; off on an image without the ext_attr feature)\n"
       "  -o killpriv_v2=on|off  the daemon removes suid/sgid/capabilities and the kernel stops asking for\n"
       "                         security.capability before every write (on)\n"
       "  -o threads=N           FUSE worker threads (10)\n"

@@ -35,6 +35,7 @@ struct options {
   bool sync = false;            // every write IO_SYNC
   bool allow_other = false;
   bool default_permissions = true;
+  bool acl = true;              // POSIX ACLs (the image needs ext_attr)
   bool killpriv_v2 = true;      // negotiate FUSE_HANDLE_KILLPRIV_V2 (off: the kernel's GETXATTR per write)
   bool noatime = false;         // noatime; else relatime rules unless strictatime (see vnops/ext2/read.cpp)
   bool strictatime = false;

@@ -166,6 +166,7 @@ std::string fs_daemon::mount_fs() {
   mount_args a;
   a.rdonly = o_.rdonly;
   a.synchronous = o_.sync;
+  a.posix_acl = o_.acl;
   a.cache_bytes = o_.cache_bytes;
   a.layers = layers_->layers().empty() ? nullptr : layers_->top();
   mnt_.mnt_op = fs;

@@ -182,7 +182,15 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   unwant(FUSE_CAP_SPLICE_READ);
   unwant(FUSE_CAP_SPLICE_WRITE);
   unwant(FUSE_CAP_SPLICE_MOVE);
-  unwant(FUSE_CAP_POSIX_ACL);
+  // POSIX ACLs: the kernel enforces them (and turns default_permissions on) and leaves the umask to us
+  // (DONT_MASK): ext2 applies it, or the parent's default ACL instead (posix_acl_create).
+  if (f->mp->mnt_flag & MNT_POSIXACL) {
+    want(FUSE_CAP_POSIX_ACL);
+    want(FUSE_CAP_DONT_MASK);
+  } else {
+    unwant(FUSE_CAP_POSIX_ACL);
+    unwant(FUSE_CAP_DONT_MASK);
+  }
   if (o.kcache_mode == config::kcache::writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
     f->writeback = true;

@@ -1,6 +1,7 @@
 // xattr.cpp: extended attributes. getxattr/listxattr with size 0 ask for the size only (a_uio nullptr,
 // *a_size gets it); otherwise the value is read into a buffer of the size the caller offered and ERANGE
 // comes back from the filesystem if it is too small. Locks: get/list shared, set/remove exclusive.
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include <cstring>
@@ -12,18 +13,26 @@ namespace vnopfs::fuse {
 
 namespace {
 
-// POSIX ACLs are not implemented (no FUSE_CAP_POSIX_ACL: the kernel would not enforce a stored ACL, while
-// the kernel's ext2 reading the image back would). So the ACL names are refused like on a filesystem
-// mounted noacl: set/remove EOPNOTSUPP, get ENODATA; cp -a and friends fall back to the mode bits.
-bool is_acl_name(const char* name) { return std::strncmp(name, "system.posix_acl_", 17) == 0; }
+// Without POSIX ACLs (noacl, or an image without ext_attr: no FUSE_CAP_POSIX_ACL, so the kernel would not
+// enforce a stored ACL while the kernel's ext2 reading the image back would), the ACL names are refused as
+// on a filesystem mounted noacl: set/remove EOPNOTSUPP, get ENODATA; cp -a falls back to the mode bits.
+bool refused_acl_name(const frontend& f, const char* name) {
+  return !(f.mp->mnt_flag & MNT_POSIXACL) && std::strncmp(name, "system.posix_acl_", 17) == 0;
+}
 
 int do_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   frontend& f = fe(req);
   if (std::strlen(name) > 255) return ERANGE;
-  if (is_acl_name(name)) return EOPNOTSUPP;
+  if (refused_acl_name(f, name)) return EOPNOTSUPP;
   vfs_context ctx = make_context(req, true);
   iocount_ref vp;
   TRY(f.inodes->get(ino, vp.out()));
+  if (std::strcmp(name, "system.posix_acl_access") == 0) {
+    // Setting an access ACL drops S_ISGID for a caller outside the file's group without CAP_FSETID
+    // (libfuse 3.14 cannot negotiate SETXATTR_EXT, which would carry the kernel's verdict).
+    vnode_attr va;
+    if (VNOP_GETATTR(vp.get(), &va, &ctx) == 0 && (va.va_mode & S_ISGID)) ctx.fsetid = caller_fsetid(req);
+  }
   int opts = 0;
   if (flags & XATTR_CREATE) opts |= XATTR_OPT_CREATE;
   if (flags & XATTR_REPLACE) opts |= XATTR_OPT_REPLACE;
@@ -67,7 +76,7 @@ bool known_absent(frontend& f, fuse_ino_t ino, const char* name) {
 
 int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   frontend& f = fe(req);
-  if (is_acl_name(name)) return ENODATA;
+  if (refused_acl_name(f, name)) return ENODATA;
   if (known_absent(f, ino, name)) return ENODATA;
   vfs_context ctx = make_context(req, true);
   iocount_ref vp;
@@ -91,7 +100,7 @@ int do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 int do_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   frontend& f = fe(req);
-  if (is_acl_name(name)) return EOPNOTSUPP;
+  if (refused_acl_name(f, name)) return EOPNOTSUPP;
   // The kernel removes a file's capability itself when a write, truncate or chown by anyone finds one
   // (security_inode_killpriv, no permission check), and the REMOVEXATTR comes with that caller's
   // credentials; a removexattr(2) of it has already passed cap_inode_removexattr (CAP_SETFCAP). Either way

@@ -87,8 +87,11 @@ int setattr_impl(vnode* vp, const vnode_attr& va, const vfs_context& ctx) {
     std::lock_guard g(ip->i_lock);
     (void)ext2_kill_suid(ip, ctx);  // a truncate by a caller without CAP_FSETID (setattr_should_drop_suidgid)
   }
-  std::lock_guard g(ip->i_lock);
-  setattr_apply(ip, va, ctx);
+  {
+    std::lock_guard g(ip->i_lock);
+    setattr_apply(ip, va, ctx);
+  }
+  if (va.va_active & VA_MODE) TRY(ext2_acl_chmod(ip, ctx));  // posix_acl_chmod
   return 0;
 }
 

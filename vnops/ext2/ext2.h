@@ -42,6 +42,7 @@
 #include "vnopfs/mount.h"
 #include "vnopfs/result.h"
 #include "vnopfs/vnops.h"
+#include "vnops/ext2/acl.h"
 #include "vnops/ext2/format.h"
 
 namespace vnopfs::ext2 {
@@ -83,6 +84,7 @@ struct ext2_mount {
   bool m_large_file = false;
   bool m_sparse_super = false;
   bool m_ext_attr = false;
+  bool m_posix_acl = false;        // [const] ACLs on: mounted with posix_acl and the image has ext_attr
   bool m_dir_index = false;        // compat dir_index: keep hashed dirs intact, clear EXT2_INDEX_FL on change
   uint64_t m_max_file_size = 0;    // bytes: min(block-map limit, 2^32 - 1 without large_file, i_blocks limit)
 
@@ -182,6 +184,9 @@ struct ext2_inode_info {
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> i_extents;
   // Directories: the name index (dirindex.h), created on first use [pointer: i_lock; contents: its own lock].
   std::unique_ptr<dir_index, dir_index_deleter> i_dirindex;
+  // The access ACL (m_posix_acl mounts), loaded at iget and kept by setxattr/removexattr/chmod: empty when
+  // the inode has none. ext2_access_check consults it for callers other than the owner. [i_lock]
+  posix_acl i_acl;
 };
 
 inline ext2_inode_info* VTOI(const vnode* vp) { return static_cast<ext2_inode_info*>(vp->v_data); }
@@ -399,6 +404,20 @@ bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx);
 // the attributes once and sets it. ERESTART (nothing changed) when one must go and the vnode lock is held
 // only shared: retake it exclusive. [vnode lock held; no i_lock] (xattr.cpp)
 int ext2_xattr_kill_caps(vnode* vp, const vfs_context& ctx);
+
+// ---------------------------------------------------------------------------------------------------------
+// POSIX ACLs in system.posix_acl_access / _default, ext2's on-disk form (xattr.cpp; rules in acl.h)
+
+// Reads ip's access ACL into i_acl (iget, m_posix_acl mounts). A damaged attribute leaves it empty (the
+// read logged it). [nobody else sees ip yet]
+void ext2_acl_load(ext2_inode_info* ip);
+// The default ACL of directory dp into *acl (empty: none). [dp's vnode lock held]
+int ext2_acl_get_default(ext2_inode_info* dp, posix_acl* acl);
+// Stores the ACLs a new inode inherits (either may be empty: not stored). [ip not yet named]
+int ext2_acl_init(ext2_inode_info* ip, const posix_acl& access, const posix_acl& dflt, const vfs_context& ctx);
+// After a chmod: the access ACL's owner, group-or-mask and other entries follow the new mode
+// (__posix_acl_chmod). [vnode lock exclusive; no i_lock]
+int ext2_acl_chmod(ext2_inode_info* ip, const vfs_context& ctx);
 
 // ---------------------------------------------------------------------------------------------------------
 // fsync (fsync.cpp)

@@ -107,6 +107,7 @@ int ext2_iget(ext2_mount* m, uint32_t ino, vnode** vpp) {
     delete ip;
     return err;
   }
+  if (m->m_posix_acl) ext2_acl_load(ip);
   return attach_vnode(m, ip, vpp);
 }
 

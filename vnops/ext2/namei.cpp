@@ -87,7 +87,7 @@ int write_symlink_target(ext2_inode_info* ip, std::string_view target, const vfs
 }
 
 struct new_node {
-  mode_t mode;              // type and permission bits, umask already applied by the caller
+  mode_t mode;              // type and permission bits; the umask is applied by the caller, or here on ACL mounts
   dev_t rdev = 0;           // devices
   std::string_view target;  // symlinks
 };
@@ -120,10 +120,25 @@ int make_node(vnode* dvp, const componentname* cnp, const new_node& n, const vfs
     if (isdir && ext2_i_nlink(dp) >= EXT2_LINK_MAX) return EMLINK;
     mode = ext2_inherit_owner(dp, n.mode, ctx, &uid, &gid);
   }
+  // posix_acl_create: the parent's default ACL, cut by the mode asked for, becomes the new inode's access
+  // ACL (and a new directory's default ACL); without one, the caller's umask applies (FUSE hands it to us
+  // unapplied when ACLs are on).
+  posix_acl access, dflt;
+  if (m->m_posix_acl && !S_ISLNK(mode)) {
+    TRY(ext2_acl_get_default(dp, &dflt));
+    if (dflt.empty()) {
+      mode &= ~(ctx.umask & 0777);
+    } else {
+      access = dflt;
+      if (acl_create_masq(&access, &mode) == 0) access.clear();
+      if (!isdir) dflt.clear();
+    }
+  }
   vnode* vp;
   TRY(ext2_ialloc(m, dp, mode, uid, gid, &vp));
   ext2_inode_info* ip = VTOI(vp);
   int err = init_node(dp, ip, n, ctx);
+  if (!err) err = ext2_acl_init(ip, access, dflt, ctx);
   if (!err && isdir) err = add_links(dp, +1, true);  // ".." of the child counts before the child is named
   if (!err) {
     err = ext2_dir_add(dp, cnp->name(), ip->i_ino, mode, ctx);

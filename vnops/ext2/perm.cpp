@@ -19,6 +19,8 @@ int ext2_access_check(const ext2_inode_info* ip, int want, const vfs_context& ct
   }
   int bits;
   if (ctx.uid == ext2_i_uid(ip)) bits = (mode >> 6) & 7;  // the owner class decides alone
+  else if (!ip->i_acl.empty() && (mode & S_IRWXG))  // acl_permission_check: the ACL decides the rest
+    return acl_permission(ip->i_acl, ext2_i_uid(ip), ext2_i_gid(ip), want, ctx);
   else if (ctx.groupmember(ext2_i_gid(ip))) bits = (mode >> 3) & 7;
   else bits = mode & 7;
   return (want & ~bits) ? EACCES : 0;

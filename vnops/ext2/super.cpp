@@ -361,8 +361,12 @@ int ext2_mount_impl(mount* mp, const mount_args& args) {
   m->m_rdonly = rdonly;
   // The caller's other flags (the atime rules: MNT_NOATIME, MNT_STRICTATIME, ...) stay: overwriting them
   // here is how noatime once reached read.cpp as relatime (generic/120).
-  mp->mnt_flag = (mp->mnt_flag & ~uint32_t{MNT_RDONLY | MNT_SYNCHRONOUS}) | (rdonly ? uint32_t{MNT_RDONLY} : 0u) |
-                 (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
+  mp->mnt_flag = (mp->mnt_flag & ~uint32_t{MNT_RDONLY | MNT_SYNCHRONOUS | MNT_POSIXACL}) |
+                 (rdonly ? uint32_t{MNT_RDONLY} : 0u) | (args.synchronous ? uint32_t{MNT_SYNCHRONOUS} : 0u);
+  m->m_posix_acl = args.posix_acl && m->m_ext_attr;
+  if (m->m_posix_acl) mp->mnt_flag |= MNT_POSIXACL;
+  else if (args.posix_acl)
+    VLOG_INFO("ext2 %s: no ext_attr feature: POSIX ACLs are off (tune2fs -O ext_attr turns it on)", mp->mnt_from.c_str());
   m->m_gen_seed = static_cast<uint32_t>(time(nullptr)) ^ m->m_sb.s_wtime;
   if ((err = load_groups(mp, m)) || (err = check_root(mp, m))) {
     free_mount(mp, m);

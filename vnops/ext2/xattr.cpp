@@ -131,7 +131,7 @@ int xattr_permission(ext2_inode_info* ip, const xattr_name& n, bool write, const
       return write && !ctx.is_superuser() ? EPERM : 0;  // cap_inode_setxattr: CAP_SYS_ADMIN
     case EXT2_XATTR_INDEX_POSIX_ACL_ACCESS:
     case EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT:
-      if (S_ISLNK(mode)) return EOPNOTSUPP;
+      if (!ip->i_mnt->m_posix_acl || S_ISLNK(mode)) return EOPNOTSUPP;
       if (n.index == EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT && !S_ISDIR(mode)) return write ? EACCES : ENODATA;
       return write && !ext2_owner_or_root(ip, ctx) ? EPERM : 0;
     default:
@@ -253,6 +253,69 @@ int set_or_remove(ext2_inode_info* ip, const xattr_name& n, const std::string* v
 }
 
 constexpr xattr_name kCapability{EXT2_XATTR_INDEX_SECURITY, "capability"};
+constexpr xattr_name kAclAccess{EXT2_XATTR_INDEX_POSIX_ACL_ACCESS, ""};
+constexpr xattr_name kAclDefault{EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT, ""};
+
+bool is_acl(uint8_t index) {
+  return index == EXT2_XATTR_INDEX_POSIX_ACL_ACCESS || index == EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT;
+}
+
+// The ACL stored under n (empty: none). EINVAL for a value that is not ext2's ACL form (ext2_acl_from_disk).
+int read_acl(ext2_inode_info* ip, const xattr_name& n, posix_acl* acl) {
+  acl->clear();
+  std::vector<xattr_item> items;
+  TRY(read_all(ip, &items));
+  auto it = find_item(items, n);
+  if (it == items.end()) return 0;
+  return acl_from_disk(it->value, acl) ? 0 : EINVAL;
+}
+
+int remove_if_present(ext2_inode_info* ip, const xattr_name& n, const vfs_context& ctx) {
+  int err = set_or_remove(ip, n, nullptr, 0, ctx);
+  return err == ENODATA ? 0 : err;
+}
+
+// Setting an ACL (value in the user-space form), as fs/ext2/acl.c ext2_set_acl with posix_acl_update_mode:
+// an access ACL that says no more than the mode bits is not stored, the mode takes its permissions, and
+// S_ISGID goes unless the caller is in the file's group or has CAP_FSETID.
+int set_acl(ext2_inode_info* ip, const xattr_name& n, std::string_view value, int options, const vfs_context& ctx) {
+  posix_acl acl;
+  if (!acl_from_xattr(value, &acl)) return EINVAL;
+  acl_sort(&acl);
+  if (!acl.empty()) TRY(acl_valid(acl));
+  if (n.index == EXT2_XATTR_INDEX_POSIX_ACL_DEFAULT) {
+    if (acl.empty()) return remove_if_present(ip, n, ctx);
+    std::string disk = acl_to_disk(acl);
+    return set_or_remove(ip, n, &disk, options, ctx);
+  }
+  if (acl.empty()) {
+    TRY(remove_if_present(ip, n, ctx));
+    std::lock_guard g(ip->i_lock);
+    ip->i_acl.clear();
+    return 0;
+  }
+  mode_t mode;
+  gid_t gid;
+  {
+    std::lock_guard g(ip->i_lock);
+    mode = ext2_i_mode(ip);
+    gid = ext2_i_gid(ip);
+  }
+  const bool keep = acl_equiv_mode(acl, &mode) != 0;
+  if (!ctx.groupmember(gid) && !ctx.has_fsetid()) mode &= ~S_ISGID;
+  if (keep) {
+    std::string disk = acl_to_disk(acl);
+    TRY(set_or_remove(ip, n, &disk, options, ctx));
+  } else {
+    TRY(remove_if_present(ip, n, ctx));
+  }
+  std::lock_guard g(ip->i_lock);
+  ip->i_di.base.i_mode = static_cast<uint16_t>(mode);
+  ip->i_acl = keep ? std::move(acl) : posix_acl{};
+  ext2_itimes(ip, EXT2_ICHG);
+  ip->i_dirty = true;
+  return 0;
+}
 
 // VX_NOSECXATTR and VX_NOCAPXATTR from a full read of the inode's attributes. [vnode lock held, at least
 // shared]
@@ -288,6 +351,11 @@ int ext2_vnop_getxattr(vnop_getxattr_args* ap) try {
   note_security_fact(ap->a_vp, items);
   auto it = find_item(items, n);
   if (it == items.end()) return ENODATA;
+  if (is_acl(n.index)) {  // ext2's form on disk, the user-space form through the interface
+    posix_acl acl;
+    if (!acl_from_disk(it->value, &acl)) return EINVAL;
+    return copy_out(acl_to_xattr(acl), ap->a_uio, ap->a_size);
+  }
   return copy_out(it->value, ap->a_uio, ap->a_size);
 } catch (const std::bad_alloc&) {
   return ENOMEM;
@@ -302,6 +370,7 @@ int ext2_vnop_listxattr(vnop_listxattr_args* ap) try {
   for (const xattr_item& it : items) {
     xattr_name n{it.index, it.name};
     if (n.index == EXT2_XATTR_INDEX_TRUSTED && !ap->a_context->is_superuser()) continue;
+    if (is_acl(n.index) && !ip->i_mnt->m_posix_acl) continue;  // posix_acl_xattr_list: only with ACLs on
     std::string full = xattr_full_name(it.index, it.name);
     if (full.empty()) continue;  // an index we do not know: not listed (the kernel's ext2 does the same)
     list += full;
@@ -326,6 +395,7 @@ int ext2_vnop_setxattr(vnop_setxattr_args* ap) try {
   // Cleared before the attribute can be read back (and left cleared if the set fails: "unknown" is safe).
   if (n.index == EXT2_XATTR_INDEX_SECURITY)
     ap->a_vp->v_facts.fetch_and(~uint32_t{VX_NOSECXATTR | VX_NOCAPXATTR}, std::memory_order_release);
+  if (is_acl(n.index)) return set_acl(ip, n, value, ap->a_options, *ap->a_context);
   return set_or_remove(ip, n, &value, ap->a_options, *ap->a_context);
 } catch (const std::bad_alloc&) {
   return ENOMEM;
@@ -354,7 +424,58 @@ int ext2_vnop_removexattr(vnop_removexattr_args* ap) try {
   xattr_name n;
   TRY(parse_name(ap->a_name, &n));
   TRY(xattr_permission(ip, n, true, *ap->a_context));
-  return set_or_remove(ip, n, nullptr, 0, *ap->a_context);
+  TRY(set_or_remove(ip, n, nullptr, 0, *ap->a_context));
+  if (n.index == EXT2_XATTR_INDEX_POSIX_ACL_ACCESS) {
+    std::lock_guard g(ip->i_lock);
+    ip->i_acl.clear();
+  }
+  return 0;
+} catch (const std::bad_alloc&) {
+  return ENOMEM;
+}
+
+void ext2_acl_load(ext2_inode_info* ip) try {
+  posix_acl acl;
+  if (read_acl(ip, kAclAccess, &acl) == 0) ip->i_acl = std::move(acl);
+} catch (const std::bad_alloc&) {
+  ip->i_acl.clear();
+}
+
+int ext2_acl_get_default(ext2_inode_info* dp, posix_acl* acl) try {
+  return read_acl(dp, kAclDefault, acl);
+} catch (const std::bad_alloc&) {
+  return ENOMEM;
+}
+
+int ext2_acl_init(ext2_inode_info* ip, const posix_acl& access, const posix_acl& dflt, const vfs_context& ctx) try {
+  if (!dflt.empty()) {
+    std::string disk = acl_to_disk(dflt);
+    TRY(set_or_remove(ip, kAclDefault, &disk, 0, ctx));
+  }
+  if (!access.empty()) {
+    std::string disk = acl_to_disk(access);
+    TRY(set_or_remove(ip, kAclAccess, &disk, 0, ctx));
+    std::lock_guard g(ip->i_lock);
+    ip->i_acl = access;
+  }
+  return 0;
+} catch (const std::bad_alloc&) {
+  return ENOMEM;
+}
+
+int ext2_acl_chmod(ext2_inode_info* ip, const vfs_context& ctx) try {
+  posix_acl acl;
+  {
+    std::lock_guard g(ip->i_lock);
+    if (ip->i_acl.empty()) return 0;
+    acl = ip->i_acl;
+    acl_chmod(&acl, ext2_i_mode(ip));
+  }
+  std::string disk = acl_to_disk(acl);
+  TRY(set_or_remove(ip, kAclAccess, &disk, 0, ctx));
+  std::lock_guard g(ip->i_lock);
+  ip->i_acl = std::move(acl);
+  return 0;
 } catch (const std::bad_alloc&) {
   return ENOMEM;
 }
