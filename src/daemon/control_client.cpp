@@ -122,7 +122,7 @@ std::vector<mount_entry> mount_table() {
     std::istringstream ss(line);
     std::string id, parent, root, f;
     mount_entry m;
-    ss >> id >> parent >> m.dev >> root >> m.mountpoint;
+    ss >> id >> parent >> m.dev >> root >> m.mountpoint >> m.options;
     while (ss >> f && f != "-") {}
     ss >> m.fstype >> m.source;
     m.mountpoint = unescape(m.mountpoint);

@@ -59,6 +59,7 @@ std::vector<daemon_ref> list_daemons();
 struct mount_entry {
   std::string dev;  // "maj:min"
   std::string mountpoint;
+  std::string options;  // the per-mount options (rw,nosuid,nodev,relatime...)
   std::string fstype;
   std::string source;
 };
