@@ -122,7 +122,7 @@ std::vector<mount_entry> mount_table() {
     std::istringstream ss(line);
     std::string id, parent, root, f;
     mount_entry m;
-    ss >> id >> parent >> m.dev >> root >> m.mountpoint;
+    ss >> id >> parent >> m.dev >> root >> m.mountpoint >> m.options;
     while (ss >> f && f != "-") {}
     ss >> m.fstype >> m.source;
     m.mountpoint = unescape(m.mountpoint);
@@ -172,6 +172,34 @@ std::string mangle(const std::string& s) {
 
 }  // namespace
 
+std::string utab_line(const std::string& source, const std::string& target) {
+  return "SRC=" + mangle(source) + " TARGET=" + mangle(target) + " ROOT=/ OPTS=helper=fuse.vnopfs";
+}
+
+void forget_utab(const std::string& source, const std::string& target) {
+  if (::geteuid() != 0) return;
+  int lk = ::open("/run/mount/utab.lock", O_RDWR | O_CLOEXEC);
+  if (lk < 0) return;
+  (void)::flock(lk, LOCK_EX);
+  std::ifstream in("/run/mount/utab");
+  std::string line, keep, ours = utab_line(source, target);
+  bool found = false;
+  while (std::getline(in, line)) {
+    if (line == ours) found = true;
+    else keep += line + "\n";
+  }
+  if (found) {
+    // As libmount does: a new file renamed over the old one, under the lock.
+    int fd = ::open("/run/mount/utab.vnopfs.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      bool ok = ::write(fd, keep.data(), keep.size()) == static_cast<ssize_t>(keep.size());
+      ::close(fd);
+      if (!ok || ::rename("/run/mount/utab.vnopfs.tmp", "/run/mount/utab") != 0) ::unlink("/run/mount/utab.vnopfs.tmp");
+    }
+  }
+  ::close(lk);
+}
+
 void record_utab(const std::string& source, const std::string& target) {
   if (::geteuid() != 0) return;
   ::mkdir("/run/mount", 0755);
@@ -179,7 +207,7 @@ void record_utab(const std::string& source, const std::string& target) {
   if (lk >= 0) (void)::flock(lk, LOCK_EX);
   int fd = ::open("/run/mount/utab", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd >= 0) {
-    std::string line = "SRC=" + mangle(source) + " TARGET=" + mangle(target) + " ROOT=/ OPTS=helper=fuse.vnopfs\n";
+    std::string line = utab_line(source, target) + "\n";
     (void)!::write(fd, line.data(), line.size());
     ::close(fd);
   }

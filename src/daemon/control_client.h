@@ -59,6 +59,7 @@ std::vector<daemon_ref> list_daemons();
 struct mount_entry {
   std::string dev;  // "maj:min"
   std::string mountpoint;
+  std::string options;  // the per-mount options (rw,nosuid,nodev,relatime...)
   std::string fstype;
   std::string source;
 };
@@ -74,5 +75,7 @@ std::string find_daemon(const std::string& abs_path, daemon_ref* out);
 // helper=fuse.vnopfs: umount(8) then runs /sbin/umount.fuse.vnopfs, whatever the type. Without an entry
 // umount(8) takes the type from statfs(2), which says plain "fuse", and runs no helper. A no-op unless root.
 void record_utab(const std::string& source, const std::string& target);
+// Removes that line again if it is still there (umount(8) removes it itself; fusermount3 -u does not).
+void forget_utab(const std::string& source, const std::string& target);
 
 }  // namespace vnopfs::control

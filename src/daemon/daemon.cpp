@@ -342,6 +342,7 @@ std::string fs_daemon::serve(const std::function<void()>& on_unmounting) {
   }
   std::string err = unmount_fs();
   if (stats_writer_) (void)stats_writer_->write_now();
+  control::forget_utab(o_.image, o_.mountpoint);
   VLOG_INFO("%s unmounted%s", o_.image.c_str(), err.empty() ? " cleanly" : " with errors");
   syslog(err.empty() ? LOG_INFO : LOG_ERR, "%s unmounted%s", o_.image.c_str(), err.empty() ? " cleanly" : " with errors");
   return err;

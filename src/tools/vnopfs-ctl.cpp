@@ -4,7 +4,8 @@
 //   vnopfs-ctl MOUNTPOINT|IMAGE status [--json]   where it is mounted, its pid, state, ro or rw
 //   vnopfs-ctl MOUNTPOINT|IMAGE wait              returns when that daemon has flushed, marked the image
 //                                                 clean and released it (after an unmount)
-//   vnopfs-ctl MOUNTPOINT|IMAGE remount-ro|remount-rw   the daemon's side only (mount -o remount does both)
+//   vnopfs-ctl MOUNTPOINT remount-ro|remount-rw   what mount -o remount,ro|rw does through the helper (the
+//                                                 kernel's mount and the daemon), also for the type fuse
 //   vnopfs-ctl --list                             every running daemon, one JSON line each
 //
 //   /sbin/mount.fuse.vnopfs SOURCE TARGET [-o OPTS] [-s] [-n] [-v] [-t TYPE]
@@ -270,9 +271,18 @@ int main(int argc, char** argv) {
     return clean ? 0 : die("the daemon reported errors while flushing (see its log)");
   }
   if (op == "remount-ro" || op == "remount-rw") {
-    json r;
-    if (std::string e = c.call({{"op", op}}, &r); !e.empty()) return die(e);
-    return r.value("ok", false) ? 0 : die(r.value("error", "refused"));
+    // The whole remount, kernel and daemon, as mount -o remount through the helper does it: with the
+    // plain type fuse, mount(8) runs mount.fuse3 for a remount, which cannot do it.
+    std::string opts, mp;
+    std::string dev = ctl::mounted_dev(what);
+    for (auto& m : ctl::mount_table())
+      if (!dev.empty() && m.dev == dev && m.mountpoint == what) opts = m.options, mp = m.mountpoint;
+    if (mp.empty()) return die(what + ": not a mountpoint of a vnopfs filesystem");
+    std::vector<std::string> o;
+    for (auto& x : split_opts(opts))
+      if (x != "ro" && x != "rw") o.push_back(x);
+    o.push_back(op == "remount-ro" ? "ro" : "rw");
+    return remount(mp, o);
   }
   return usage();
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Unmount you can build on: with /sbin/umount.fuse.vnopfs (this build), `umount DIR` returns only when the
-# image is complete, clean and unlocked, so `umount DIR && e2fsck -fn IMG` is clean and the superblock says
-# "clean"; and `umount DIR && mount ... IMG DIR` always works, under a dirty cache (4 MiB written before
-# every unmount), in the modes fuse.vnopfs, fstype=fuse (umount(8) finds the helper through utab) and
-# kcache=writeback. Every third cycle unmounts with fusermount3 -u (which does not wait) and mounts again
-# at once: the new daemon waits for the old one's lock. MOUNTCYCLE_CYCLES=N (default 12; scripts/mountcycle
-# runs 200).
+# image is complete, clean and unlocked (the daemon's process has ended, flock on the image succeeds), so
+# `umount DIR && e2fsck -fn IMG` is clean and the superblock says "clean"; and `umount DIR && mount ...
+# IMG DIR` always works, under a dirty cache (4 MiB written before every unmount), in the modes
+# fuse.vnopfs, fstype=fuse (umount(8) finds the helper through utab) and kcache=writeback. Every third
+# cycle unmounts with fusermount3 -u (which does not wait) and mounts again at once: the new daemon waits
+# for the old one's lock if it is still held. MOUNTCYCLE_CYCLES=N (default 12; scripts/mountcycle runs 200).
 source "$(dirname "$0")/../lib/common.sh"
 source "$LIB/mount_helpers.sh"
 install_mount_helpers
@@ -21,6 +21,14 @@ write_file() {  # write_file NAME: 4 MiB of fresh data, its checksum in $T/NAME.
   sha256sum <"$T/payload" >"$T/$1.sum"
 }
 verify() { [ "$(sha256sum <"$MNT/$1")" = "$(cat "$T/$1.sum")" ] || fail "cycle $2: $1 differs after the remount"; }
+umnt() {  # umount DIR: when it returns, the daemon has ended and the image is unlocked
+  local pid
+  pid=$(daemon_pids "$IMG")
+  [ -n "$pid" ] || fail "cycle $1: no daemon answers for $IMG"
+  umount "$MNT" || fail "cycle $1: umount failed"
+  ! kill -0 "$pid" 2>/dev/null || fail "cycle $1: daemon $pid still running when umount returned"
+  flock -n "$IMG" true || fail "cycle $1: the image is still locked when umount returned"
+}
 fsck_now() {  # the image right after umount returned: clean superblock, e2fsck -fn clean
   local st
   st=$(dumpe2fs -h "$IMG" 2>/dev/null | sed -n 's/^Filesystem state: *//p')
@@ -33,7 +41,7 @@ mnt 0
 for ((i = 1; i <= cycles; i++)); do
   rm -f "$MNT"/a.* "$MNT"/b.*
   write_file "a.$i"
-  umount "$MNT" || fail "cycle $i: umount failed"
+  umnt "$i"
   fsck_now "$i"
   mnt "$i"
   verify "a.$i" "$i"
@@ -42,12 +50,12 @@ for ((i = 1; i <= cycles; i++)); do
     fusermount3 -u "$MNT" || fail "cycle $i: fusermount3 -u"
     "$VNOPFS" "$IMG" "$MNT" -o "$(opts_of "$i")" || fail "cycle $i: vnopfs right after fusermount3 -u failed"
   else
-    umount "$MNT" || fail "cycle $i: umount failed"
+    umnt "$i"
     mnt "$i"
   fi
   verify "b.$i" "$i"
 done
-umount "$MNT" || fail "final umount"
+umnt end
 fsck_now end
 waits=$(grep -c "waited .* for the previous vnopfs" "$T/daemon.log" || true)
 log "new daemons that waited for the previous one's lock: $waits"

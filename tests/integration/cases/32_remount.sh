@@ -4,6 +4,7 @@
 # ST_RDONLY, vnopfs-ctl status "ro"), the superblock is marked clean and e2fsck -fn is clean while it stays
 # mounted; `remount,rw` makes it writable again. Never a second daemon. Refused while a file is open for
 # writing (EBUSY, like a kernel filesystem), and remount,rw of a mount made ro is refused with a message.
+# With the plain type fuse, vnopfs-ctl DIR remount-ro|rw does the same.
 source "$(dirname "$0")/../lib/common.sh"
 source "$LIB/mount_helpers.sh"
 install_mount_helpers
@@ -54,6 +55,18 @@ st=$(dumpe2fs -h "$IMG" 2>/dev/null | sed -n 's/^Filesystem state: *//p')
 mount -o remount,ro "$MNT" && mount -o remount,rw "$MNT" || fail "second remount round"
 echo third >"$MNT/third"
 umount "$MNT" || fail "umount"
+check_image
+
+# the plain type fuse: mount(8) would run mount.fuse3 for the remount; vnopfs-ctl does both sides
+mount -t fuse.vnopfs "$IMG" "$MNT" -o fstype=fuse,log="$T/daemon.log" || fail "mount fstype=fuse"
+"$VNOPFS_CTL" "$MNT" remount-ro || fail "vnopfs-ctl remount-ro"
+findmnt -n -o OPTIONS "$MNT" | grep -q '^ro' || fail "fuse: kernel mount not ro"
+rc=0; (echo x >"$MNT/x") 2>/dev/null || rc=$?
+[ $rc != 0 ] || fail "fuse: writable after vnopfs-ctl remount-ro"
+[ "$(dumpe2fs -h "$IMG" 2>/dev/null | sed -n 's/^Filesystem state: *//p')" = clean ] || fail "fuse: not clean after remount-ro"
+"$VNOPFS_CTL" "$MNT" remount-rw || fail "vnopfs-ctl remount-rw"
+echo x >"$MNT/x" || fail "fuse: not writable after vnopfs-ctl remount-rw"
+umount "$MNT" || fail "umount fstype=fuse"
 check_image
 
 # mounted ro from the start: remount,rw is refused in one line, the mount stays ro
