@@ -42,6 +42,10 @@ int write_ioflag(const frontend& f, int flags, bool writepage) {
 void set_open_flags(const frontend& f, fuse_file_info* fi) {
   if (f.direct_io) {
     fi->direct_io = 1;
+  } else if (f.mp->mnt_flag & MNT_STRICTATIME) {
+    // strictatime: every read must reach us to update atime (FUSE inodes are S_NOATIME; the kernel serves
+    // cached pages silently), so each open starts without the pages of the last one.
+    fi->keep_cache = 0;
   } else {
     // We are the only way to the image: the kernel's cached pages are never stale, so keep them (the
     // kernel still drops them when it sees the size or mtime change: auto_inval_data).

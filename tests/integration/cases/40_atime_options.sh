@@ -34,6 +34,11 @@ a1=$(atime "$MNT/f")
 sleep 1.2
 read_direct "$MNT/f"
 [ "$(atime "$MNT/f")" -gt "$a1" ] || fail "strictatime: a second read left atime at $a1"
+cat "$MNT/f" >/dev/null
+a2=$(atime "$MNT/f")
+sleep 1.2
+cat "$MNT/f" >/dev/null  # buffered: the kernel must not answer from the last open's pages
+[ "$(atime "$MNT/f")" -gt "$a2" ] || fail "strictatime: a second buffered read (cat) left atime at $a2"
 unmount_vnopfs
 
 log "nodiratime: listings leave directories alone, reads still update files"
