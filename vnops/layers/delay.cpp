@@ -18,21 +18,12 @@ namespace {
 
 enum class dist { fixed, uniform, exp };
 
-class delay_layer final : public layer {
+class delay_layer final : public rule_layer {
  public:
-  delay_layer(const vnop_table* below, uint64_t us, dist d, uint64_t seed) : us_(us), dist_(d), rng_(seed) {
-    self_.owner = this;
-    vnop_layer_build_generic(&self_.table, "delay", below, &delay_layer::call);
-  }
-  const vnop_table* table() const override { return &self_.table; }
-  const char* name() const override { return "delay"; }
-  layer_rule& rule() { return rule_; }
+  delay_layer(const vnop_table* below, uint64_t us, dist d, uint64_t seed)
+      : rule_layer("delay", below), us_(us), dist_(d), rng_(seed) {}
 
  private:
-  struct owned_table {  // the table first: the running table's address is this struct's
-    vnop_table table;
-    delay_layer* owner;
-  };
   std::chrono::microseconds draw() {
     if (dist_ == dist::fixed) return std::chrono::microseconds(us_);
     std::lock_guard g(mu_);
@@ -40,22 +31,14 @@ class delay_layer final : public layer {
                                       : std::exponential_distribution<double>(1.0 / double(us_ ? us_ : 1))(rng_);
     return std::chrono::microseconds(static_cast<int64_t>(x));
   }
-  static int call(void* ap) {
-    const vnop_table* running = vnop_running_table();
-    delay_layer* self = reinterpret_cast<const owned_table*>(running)->owner;
-    if (self->rule_.match(ap)) std::this_thread::sleep_for(self->draw());
-    int err = vnop_call_below(running, ap);
-    const vnodeop_desc* d = *static_cast<const vnodeop_desc* const*>(ap);
-    if (err == 0 && d == &vnop_lookup_desc && self->rule_.wants_lookups())
-      self->rule_.note_lookup(static_cast<const vnop_lookup_args*>(ap));
-    return err;
+  int picked(void*) override {
+    std::this_thread::sleep_for(draw());
+    return -1;  // then down as usual
   }
-  owned_table self_{};
   uint64_t us_;
   dist dist_;
   std::mutex mu_;
   std::mt19937_64 rng_;  // [mu_]
-  layer_rule rule_;
 };
 
 }  // namespace

@@ -5,42 +5,19 @@
 //
 // Not for strategy, bwrite, inactive and reclaim: those have no caller to take an error (a buf's error
 // travels through biodone; reclaim must not fail). Device errors belong to the `faults` device layer.
-#include <atomic>
-
 #include "vnops/layers/layer.h"
 #include "vnops/layers/layer_args.h"
 
 namespace vnopfs {
 namespace {
 
-class faults_layer final : public layer {
+class faults_layer final : public rule_layer {
  public:
-  faults_layer(const vnop_table* below, int err) : err_(err) {
-    self_.owner = this;
-    vnop_layer_build_generic(&self_.table, "faults", below, &faults_layer::call);
-  }
-  const vnop_table* table() const override { return &self_.table; }
-  const char* name() const override { return "faults"; }
-  layer_rule& rule() { return rule_; }
+  faults_layer(const vnop_table* below, int err) : rule_layer("faults", below), err_(err) {}
 
  private:
-  struct owned_table {  // the table first: the running table's address is this struct's
-    vnop_table table;
-    faults_layer* owner;
-  };
-  static int call(void* ap) {
-    const vnop_table* running = vnop_running_table();
-    faults_layer* self = reinterpret_cast<const owned_table*>(running)->owner;
-    if (self->rule_.match(ap)) return self->err_;
-    int err = vnop_call_below(running, ap);
-    const vnodeop_desc* d = *static_cast<const vnodeop_desc* const*>(ap);
-    if (err == 0 && d == &vnop_lookup_desc && self->rule_.wants_lookups())
-      self->rule_.note_lookup(static_cast<const vnop_lookup_args*>(ap));
-    return err;
-  }
-  owned_table self_{};
+  int picked(void*) override { return err_; }
   int err_;
-  layer_rule rule_;
 };
 
 }  // namespace

@@ -188,4 +188,22 @@ std::string layer_rule::describe() const {
   return s;
 }
 
+rule_layer::rule_layer(const char* name, const vnop_table* below) : name_(name) {
+  self_.owner = this;
+  vnop_layer_build_generic(&self_.table, name, below, &rule_layer::call);
+}
+
+int rule_layer::call(void* ap) {
+  const vnop_table* running = vnop_running_table();
+  rule_layer* self = reinterpret_cast<const owned_table*>(running)->owner;
+  if (self->rule_.match(ap)) {
+    if (int err = self->picked(ap); err >= 0) return err;
+  }
+  int err = vnop_call_below(running, ap);
+  const vnodeop_desc* d = *static_cast<const vnodeop_desc* const*>(ap);
+  if (err == 0 && d == &vnop_lookup_desc && self->rule_.wants_lookups())
+    self->rule_.note_lookup(static_cast<const vnop_lookup_args*>(ap));
+  return err;
+}
+
 }  // namespace vnopfs

@@ -1,5 +1,6 @@
-// layer_args.h: the arguments of a layer named on -o layers= (`faults:op=write:errno=EIO:every=3`), and the
-// rule that picks which calls a layer acts on. Shared by the faults and delay layers.
+// layer_args.h: the arguments of a layer named on -o layers= (`faults:op=write:errno=EIO:every=3`), the
+// rule that picks which calls a layer acts on, and rule_layer, the base of the layers that act on them
+// (faults, delay).
 //
 // Syntax: NAME[:KEY=VALUE]... Keys are the layer's own; an unknown key, a missing '=' or a bad value is an
 // error naming it. The rule keys every acting layer understands:
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "vnopfs/vnops.h"
+#include "vnops/layers/layer.h"
 
 namespace vnopfs {
 
@@ -70,6 +72,30 @@ class layer_rule {
   uint64_t seen_ = 0, fired_ = 0;           // [mu_]
   std::mt19937_64 rng_;                     // [mu_]
   std::unordered_map<uint64_t, std::string> paths_;  // [mu_] vnode id -> path, prefixes of path_ only
+};
+
+// A layer whose every slot runs one function: calls its rule picks go to picked(), the rest (and those
+// picked() lets through) to the table below; a successful LOOKUP is fed to the rule's path matcher.
+class rule_layer : public layer {
+ public:
+  rule_layer(const char* name, const vnop_table* below);
+  const vnop_table* table() const override { return &self_.table; }
+  const char* name() const override { return name_; }
+  layer_rule& rule() { return rule_; }
+
+ protected:
+  // A call the rule picked, before it goes down: an errno fails it there (nothing below runs), -1 passes it.
+  virtual int picked(void* ap) = 0;
+
+ private:
+  struct owned_table {  // the table first: the running table's address is this struct's
+    vnop_table table;
+    rule_layer* owner;
+  };
+  static int call(void* ap);
+  owned_table self_{};
+  const char* name_;
+  layer_rule rule_;
 };
 
 }  // namespace vnopfs

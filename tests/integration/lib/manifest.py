@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """manifest.py DIR: one line per file under DIR, sorted: path, type, mode, uid, gid, size, nlink, rdev,
-symlink target, xattrs (name=sha256 of value), sha256 of regular files. Times are left out: they are not
+symlink target, xattrs (name=sha256 of value; system.posix_acl_* included), sha256 of regular files. Times are left out: they are not
 expected to match across drivers. Used on the vnopfs mount and on the kernel's ext2 mount of the image."""
 import hashlib, os, stat, sys
 
@@ -13,7 +13,9 @@ def xattrs(p):
         return ""
     out = []
     for n in names:
-        if n.startswith("system.") or n.startswith("security.selinux"):
+        # POSIX ACLs are compared (both drivers give the user-space posix_acl_xattr form); other system.*
+        # names and SELinux labels belong to the host, not to the image.
+        if (n.startswith("system.") and not n.startswith("system.posix_acl_")) or n.startswith("security.selinux"):
             continue
         try:
             v = os.getxattr(p, n, follow_symlinks=False)
