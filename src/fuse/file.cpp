@@ -283,6 +283,12 @@ int do_fallocate(fuse_req_t req, int mode, off_t offset, off_t length, fuse_file
     vn_exclusive l(h->vp);
     TRY(VNOP_ALLOCATE(h->vp, mode, offset, length, &ctx));
   }
+  // The kernel keeps the mode it cached across a FALLOCATE: when ext2 has just cleared set-ID bits
+  // (killpriv v2 hands that to us), stat would show them for another attr_timeout (generic/683, 684).
+  // Attributes only (offset -1): no page is touched and no inode lock is needed.
+  vnode_attr now;
+  if ((va.va_mode & (S_ISUID | S_ISGID)) && VNOP_GETATTR(h->vp, &now, &ctx) == 0 && now.va_mode != va.va_mode)
+    fuse_lowlevel_notify_inval_inode(fe(req).se, h->ino, -1, 0);
   fuse_reply_err(req, 0);
   return 0;
 }
