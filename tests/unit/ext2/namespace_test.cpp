@@ -512,18 +512,7 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
   // setgid directory: group and S_ISGID pass down
   REQUIRE(fs.mkdir("sg", 02777) == 0);
   vnode_attr sg;
-  {
-    vnode* d;
-    REQUIRE(fs.lookup("sg", &d) == 0);
-    vnode_attr set;
-    set.va_active = VA_GID;
-    set.va_gid = 1000;
-    {
-      vn_exclusive l(d);
-      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&path_fs::root())) == 0);
-    }
-    vnode_put(d);
-  }
+  REQUIRE(fs.chgrp("sg", 1000) == 0);
   REQUIRE(fs.getattr("sg", &sg) == 0);
   REQUIRE(fs.create("sg/f", 0644, bob) == 0);
   REQUIRE(fs.mkdir("sg/d", 0755, bob) == 0);
@@ -536,18 +525,7 @@ TEST_CASE("permissions of non-root callers: search, write, sticky, setgid direct
   // a supplementary group grants access
   REQUIRE(fs.mkdir("grp", 0770) == 0);
   REQUIRE(fs.chmod("grp", 0770) == 0);
-  {
-    vnode* d;
-    REQUIRE(fs.lookup("grp", &d) == 0);
-    vnode_attr set;
-    set.va_active = VA_GID;
-    set.va_gid = 1000;
-    {
-      vn_exclusive l(d);
-      REQUIRE(VNOP_SETATTR(d, &set, const_cast<vfs_context*>(&path_fs::root())) == 0);
-    }
-    vnode_put(d);
-  }
+  REQUIRE(fs.chgrp("grp", 1000) == 0);
   CHECK(fs.create("grp/c", 0644, carol) == 0);
   CHECK(fs.create("grp/b", 0644, bob) == EACCES);
   // xattr on a sticky dir by a non-owner

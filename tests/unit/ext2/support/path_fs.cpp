@@ -279,6 +279,16 @@ int path_fs::chmod(const std::string& path, mode_t mode, const vfs_context& c) {
   return VNOP_SETATTR(v.get(), &va, C(c));
 }
 
+int path_fs::chgrp(const std::string& path, gid_t gid, const vfs_context& c) {
+  iocount_ref v;
+  TRY(lookup(path, v.out(), c));
+  vnode_attr va;
+  va.va_active = VA_GID;
+  va.va_gid = gid;
+  vn_exclusive l(v.get());
+  return VNOP_SETATTR(v.get(), &va, C(c));
+}
+
 int path_fs::getattr(const std::string& path, vnode_attr* va, const vfs_context& c) {
   iocount_ref v;
   TRY(lookup(path, v.out(), c));

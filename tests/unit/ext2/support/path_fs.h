@@ -55,6 +55,7 @@ class path_fs {
   int read(const std::string& path, std::string* out, const vnopfs::vfs_context& c = root());
   int truncate(const std::string& path, off_t size, const vnopfs::vfs_context& c = root());
   int chmod(const std::string& path, mode_t mode, const vnopfs::vfs_context& c = root());
+  int chgrp(const std::string& path, gid_t gid, const vnopfs::vfs_context& c = root());
   int getattr(const std::string& path, vnopfs::vnode_attr* va, const vnopfs::vfs_context& c = root());
   int readdir(const std::string& path, std::vector<dir_entry>* out, const vnopfs::vfs_context& c = root());
   int setxattr(const std::string& path, const std::string& name, const std::string& value, int options = 0,
