@@ -90,12 +90,13 @@ bool charge(dir_index* ix) {
   const size_t budget = p.budget.load();
   if (p.used <= budget) return true;
   if (now > budget) return false;
-  std::vector<dir_index*> victims;
+  // Sort a snapshot of last_use: other threads bump it without the pool lock, and std::sort with keys that
+  // change under it is undefined (it ran past the vector's end and crashed the threaded dirindex test).
+  std::vector<std::pair<uint64_t, dir_index*>> victims;
   for (dir_index* o : p.members)
-    if (o != ix) victims.push_back(o);
-  std::sort(victims.begin(), victims.end(),
-            [](dir_index* a, dir_index* b) { return a->last_use.load() < b->last_use.load(); });
-  for (dir_index* o : victims) {
+    if (o != ix) victims.emplace_back(o->last_use.load(), o);
+  std::sort(victims.begin(), victims.end());
+  for (auto [use, o] : victims) {
     if (p.used <= budget) break;
     std::unique_lock ol(o->lock, std::try_to_lock);  // busy: in use right now, not a good victim anyway
     if (!ol.owns_lock()) continue;
