@@ -108,14 +108,19 @@ std::string bind_to_running(const cfg::options& o, const std::string& abs_image,
 }  // namespace
 
 std::string prepare(cfg::options* o, prepared* p) {
-  std::string names = o->layers + ",";
+  std::string names = o->layers + ",", layers;
   for (size_t q = 0, c; (c = names.find(',', q)) != std::string::npos; q = c + 1) {
-    std::string n = names.substr(q, c - q);
-    n = n.substr(0, n.find(':'));  // the name; its arguments are checked when the stack is built
+    std::string spec = names.substr(q, c - q);
+    size_t colon = spec.find(':');
+    std::string n = spec.substr(0, colon);  // the name; its arguments are checked when the stack is built
     auto& known = layer_names();
-    if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
+    if (is_layer_module_path(n))  // loaded in start(), after the fork: the path must not depend on the cwd
+      spec = absolute(n) + (colon == std::string::npos ? std::string() : spec.substr(colon));
+    else if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
       return "option 'layers': unknown layer '" + n + "'";
+    if (!spec.empty()) layers += (layers.empty() ? "" : ",") + spec;
   }
+  o->layers = layers;
   o->stats_path = absolute(o->stats_path);
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;

@@ -31,8 +31,8 @@ struct prepared {
   std::string note;    // a line for the log, once the daemon has one ("" if none)
 };
 
-// Before anything is touched: every layer name exists, stats= and log= become absolute (the daemon
-// changes directory to /), the mountpoint and image pass preflight. An image whose previous daemon is
+// Before anything is touched: every built-in layer name exists, stats=, log= and the paths of layer
+// modules (-o layers=./x.so) become absolute (the daemon changes directory to /), the mountpoint and image pass preflight. An image whose previous daemon is
 // still flushing is waited for (up to kLockWaitSeconds); an image a running vnopfs serves is bind-mounted
 // from that daemon's mount.
 constexpr double kLockWaitSeconds = 60;

@@ -20,10 +20,15 @@ const std::vector<std::string>& layer_names() {
   return names;
 }
 
+bool is_layer_module_path(const std::string& name) {
+  return name.find('/') != std::string::npos || (name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0);
+}
+
 std::unique_ptr<layer> make_layer(const std::string& spec, const vnop_table* below, std::string* err) {
   layer_args args;
   if (!layer_args::parse(spec, &args, err)) return nullptr;
   const std::string& name = args.name;
+  if (is_layer_module_path(name)) return load_layer_module(name, below, &args, err);
   if (name == "faults") return make_faults_layer(below, &args, err);
   if (name == "delay") return make_delay_layer(below, &args, err);
   auto known = std::find(layer_names().begin(), layer_names().end(), name) != layer_names().end();
@@ -38,22 +43,26 @@ std::unique_ptr<layer> make_layer(const std::string& spec, const vnop_table* bel
   if (name == "readonly") return make_readonly_layer(below);
   std::string list;
   for (const auto& n : layer_names()) list += (list.empty() ? "" : ", ") + n;
-  *err = "unknown layer '" + name + "' (known: " + list + ")";
+  *err = "unknown layer '" + name + "' (known: " + list + ", or the path of a layer module: /path/name.so)";
   return nullptr;
 }
 
-bool layer_stack::push(const std::string& name, std::string* err) {
-  auto l = make_layer(name, top(), err);
+layer_stack::~layer_stack() {
+  while (!layers_.empty()) layers_.pop_back();
+}
+
+bool layer_stack::push(const std::string& spec, std::string* err) {
+  auto l = make_layer(spec, top(), err);
   if (!l) return false;
   layers_.push_back(std::move(l));
   return true;
 }
 
-bool layer_stack::push_list(const std::string& names, std::string* err) {
+bool layer_stack::push_list(const std::string& specs, std::string* err) {
   size_t start = 0;
-  while (start <= names.size()) {
-    size_t comma = names.find(',', start);
-    std::string n = names.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  while (start <= specs.size()) {
+    size_t comma = specs.find(',', start);
+    std::string n = specs.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!n.empty() && !push(n, err)) return false;
     if (comma == std::string::npos) break;
     start = comma + 1;

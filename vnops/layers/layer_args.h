@@ -1,6 +1,6 @@
-// layer_args.h: the arguments of a layer named on -o layers= (`faults:op=write:errno=EIO:every=3`), the
-// rule that picks which calls a layer acts on, and rule_layer, the base of the layers that act on them
-// (faults, delay).
+// layer_args.h: the rule that picks which calls a layer acts on, from the arguments of a layer named on
+// -o layers= (`faults:op=write:errno=EIO:every=3`; layer_args and parse_errno are in vnopfs/layer.h), and
+// rule_layer, the base of the layers that act on them (faults, delay).
 //
 // Syntax: NAME[:KEY=VALUE]... Keys are the layer's own; an unknown key, a missing '=' or a bad value is an
 // error naming it. The rule keys every acting layer understands:
@@ -26,24 +26,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "vnopfs/layer.h"
 #include "vnopfs/vnops.h"
-#include "vnops/layers/layer.h"
 
 namespace vnopfs {
-
-// NAME and its KEY=VALUE pairs, in order. parse fails on a missing '=' or an empty key.
-struct layer_args {
-  std::string name;
-  std::map<std::string, std::string> kv;
-  static bool parse(const std::string& spec, layer_args* out, std::string* err);
-  // Takes a key out (so unknown ones can be reported at the end); false when absent.
-  bool take(const std::string& key, std::string* value);
-  // "" or "layer 'NAME': unknown argument 'K' (known: ...)".
-  std::string leftover(const char* known) const;
-};
-
-// An errno by name ("EIO", "ENOSPC", ...) or number; false when unknown.
-bool parse_errno(const std::string& s, int* err);
 
 class layer_rule {
  public:
