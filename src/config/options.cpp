@@ -299,6 +299,7 @@ std::string usage() {
       "                         read them with vnopfs-stat MOUNTPOINT\n"
       "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
+      "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
       "  -o fstype=fuse         mount type plain fuse, for harnesses that check it (default fuse.vnopfs);\n"
       "                         nosubtype is the same\n"
