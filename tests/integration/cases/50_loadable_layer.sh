@@ -5,7 +5,7 @@
 # and the layer's per-file counts at unmount equal the bytes fio wrote and read back; the image is
 # e2fsck-clean. A relative path works from the caller's directory with the daemon in the background. A
 # module built for another ABI version is refused at mount with one line naming the file and both
-# versions, a non-zero exit, and nothing mounted.
+# versions, a non-zero exit, nothing mounted and the image untouched.
 source "$(dirname "$0")/../lib/common.sh"
 command -v fio >/dev/null || skip "fio is not installed"
 command -v pkg-config >/dev/null || skip "pkg-config is not installed"
@@ -93,6 +93,7 @@ check_image
 log "ok: relative module path loaded by the background daemon"
 
 # 4. Another ABI version: refused at mount, one line naming the file and both versions, nothing mounted.
+sum0=$(sha256sum <"$IMG")
 rc=0
 out=$("$VNOPFS" "$IMG" "$MNT" -o layers=stats+"$T/otherabi.so" 2>&1) || rc=$?
 [ "$rc" != 0 ] || fail "a module built for ABI $((abi + 1)) was mounted"
@@ -100,5 +101,5 @@ out=$("$VNOPFS" "$IMG" "$MNT" -o layers=stats+"$T/otherabi.so" 2>&1) || rc=$?
 echo "$out" | grep -q "$T/otherabi.so' was built for layer ABI version $((abi + 1)), this vnopfs has $abi" ||
   fail "unclear ABI refusal: '$out'"
 is_mounted "$MNT" && fail "the refused mount left $MNT mounted"
-check_image
+[ "$(sha256sum <"$IMG")" = "$sum0" ] || fail "the refused mount changed the image"
 log "ok: $out"
