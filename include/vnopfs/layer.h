@@ -12,12 +12,13 @@
 //   runs any more), in reverse order of the stack, and a loaded shared object is closed only after its
 //   layer is destroyed. The table table() returns must stay at the same address for the layer's life (the
 //   vnodes point at it): keep it inside the layer object, which is never copied or moved.
-// - Threads: any op may run on any number of threads at once (the FUSE workers, the flusher and the
-//   device's completion threads: VNOP_STRATEGY and VNOP_BWRITE reach the layers too). A layer's own state
-//   is guarded by its own atomics or mutexes.
+// - Threads: any op may run on any number of threads at once (the FUSE workers, and the flusher: the
+//   VNOP_STRATEGY and VNOP_BWRITE of file data reach the layers too; the device vnode's metadata I/O does
+//   not). A layer's own state is guarded by its own atomics or mutexes.
 // - Locks: when a layer's slot runs, the caller holds the vnode locks the op's entry column in vnop.def
-//   names, and nothing else of the filesystem's (no inode or group lock, no cache mutex); the layer returns
-//   with them in the same state. A layer's own mutexes are leaves: never held across vnop_call_below (the
+//   names, and nothing else of the filesystem's (no inode or group lock, no cache mutex; the buf of
+//   VNOP_STRATEGY and VNOP_BWRITE is busy, owned by the I/O); the layer returns with them in the same
+//   state. A layer's own mutexes are leaves: never held across vnop_call_below (the
 //   op below may block on I/O, or call back into the stack for another vnode).
 // - Errors: an op returns 0 or one errno (vnop.def lists which each op returns, and what has changed when
 //   it fails); nothing throws across a VNOP or out of the builder. A layer that fails an op itself (EROFS,
