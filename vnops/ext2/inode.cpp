@@ -153,6 +153,8 @@ int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid
   {
     std::lock_guard g(ip->i_lock);
     err = ext2_iupdate(ip, false);
+    // The bitmap bit goes out with the inode's first fsync (and the walk over its new name's directories).
+    ext2_note_meta_dirty(ip, m->m_groups[ext2_group_of_ino(m, ino)].g_desc.bg_inode_bitmap);
   }
   if (err) {
     delete ip;
@@ -420,6 +422,7 @@ int ext2_vnop_reclaim(vnop_reclaim_args* ap) {
   if (ip != nullptr) {
     std::lock_guard g(ip->i_lock);
     if (ip->i_dirty && ext2_i_nlink(ip) != 0 && !ip->i_mnt->m_rdonly) (void)ext2_iupdate(ip, false);
+    if (ip->i_new_parent != 0 && ext2_i_nlink(ip) != 0) ip->i_mnt->m_names_lost++;  // fsync.cpp
   }
   buf_vnode_reclaim(vp);
   delete ip;
