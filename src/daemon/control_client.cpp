@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -58,6 +59,13 @@ std::string connection::open(const std::string& path) {
   return {};
 }
 
+void connection::set_timeout(double seconds) {
+  if (fd_ < 0) return;
+  timeval tv{static_cast<time_t>(seconds), static_cast<suseconds_t>((seconds - static_cast<time_t>(seconds)) * 1e6)};
+  (void)::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 std::string connection::call(const nlohmann::json& request, nlohmann::json* reply) {
   std::string e = send(request);
   return e.empty() ? receive(reply) : e;
@@ -108,6 +116,7 @@ std::vector<daemon_ref> list_daemons() {
     r.socket = std::string(kSocketDir) + "/" + n;
     connection c;
     if (!c.open(r.socket).empty()) continue;
+    c.set_timeout(5);  // a stuck daemon is skipped, not waited for
     if (!c.call({{"op", "status"}}, &r.status).empty() || !r.status.value("ok", false)) continue;
     out.push_back(std::move(r));
   }
