@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "vnopfs/buf.h"
@@ -110,10 +111,15 @@ struct ext2_mount {
   // metadata, then clears their bitmap bits. Leaf lock.
   std::mutex m_pending_lock;
   std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
-  // New names whose in-core inode was reclaimed before an fsync wrote their entries (i_new_parent lost):
-  // reclaim bumps m_names_lost; a VFS_SYNC that started after the bump has written every entry, and
-  // stores the count it saw in m_names_synced. While they differ, fsync of a file with a new name syncs
-  // the whole mount instead of walking up (fsync.cpp).
+  // New names whose in-core inode is reclaimed before an fsync wrote their entries (fsync.cpp): reclaim
+  // keeps the inode's i_new_parent in m_names_kept, and iget gives it back. Beyond m_names_kept_max
+  // entries (or without memory) the trail is lost instead: reclaim bumps m_names_lost; a VFS_SYNC that
+  // started after the bump has written every entry, and stores the count it saw in m_names_synced. While
+  // they differ, fsync of a file with a new name syncs the whole mount instead of walking up. A VFS_SYNC
+  // also empties m_names_kept of what it wrote. m_names_lock is a leaf.
+  std::mutex m_names_lock;
+  std::unordered_map<uint32_t, uint32_t> m_names_kept;  // [m_names_lock] ino -> i_new_parent
+  size_t m_names_kept_max = 65536;                      // [const after mount; tests lower it]
   std::atomic<uint64_t> m_names_lost{0};
   std::atomic<uint64_t> m_names_synced{0};
 };
@@ -184,7 +190,7 @@ struct ext2_inode_info {
   // The directory in which this inode last got a name (create, mknod, mkdir, symlink, link, rename into
   // it) whose entry an fsync has not yet written; 0: none. fsync of this inode writes that directory's
   // noted blocks and inode, then goes on with the directory's own i_new_parent (fsync.cpp). A reclaim
-  // while it is set bumps m_names_lost.
+  // while it is set leaves it in m_names_kept for the next iget.
   uint32_t i_new_parent = 0;           // [i_lock]
   // Extents of the block map already known (lbn -> {pbn, length}; pbn 0: a hole), so VNOP_BLOCKMAP answers
   // a run without i_lock: a writer holding i_lock while it waits for clean buffers can never block the

@@ -41,9 +41,10 @@ int flush_noted_meta(ext2_inode_info* ip, bool wait) {
   return 0;
 }
 
-// Writes the entries that name ip and each new directory above it (see the top of the file). A name whose
-// in-core inode was reclaimed before it was written left no trail (m_names_lost): then the whole mount is
-// synced, which writes every entry, once for all the names lost before it started.
+// Writes the entries that name ip and each new directory above it (see the top of the file). An inode
+// reclaimed meanwhile got its trail back from m_names_kept at iget; one whose trail was lost (the table
+// full: m_names_lost) makes the whole mount be synced, which writes every entry, once for all the names
+// lost before it started.
 int sync_new_names(ext2_inode_info* ip) {
   ext2_mount* m = ip->i_mnt;
   // ip itself may be one whose trail was lost (reclaimed, then read again with i_new_parent 0).

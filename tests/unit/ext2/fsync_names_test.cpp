@@ -171,19 +171,28 @@ TEST_CASE("fsync after link or rename keeps the new name", "[fsync_names]") {
 }
 
 TEST_CASE("fsync keeps new names whose in-core inodes were reclaimed meanwhile", "[fsync_names]") {
-  path_fs fs("-b 1024 -I 128");
-  tmpdir dir;
-  old_tree(fs);
-  // path_fs lets every vnode go at once: the directories' trail is lost when they are reclaimed.
-  REQUIRE(fs.mkdir("p") == 0);
-  REQUIRE(fs.mkdir("p/q") == 0);
-  REQUIRE(fs.create("p/q/f") == 0);
-  REQUIRE(fs.write("p/q/f", 0, "reclaimed") == 0);
-  CHECK_FALSE(trail_intact(fs));
-  REQUIRE(fsync_path(fs, "p/q/f", MNT_WAIT) == 0);
-  CHECK(trail_intact(fs));  // the whole-mount sync caught up
-  auto crashed = crash_copy(fs, dir);
-  CHECK(read_all(*crashed, "p/q/f") == "reclaimed");
-  REQUIRE(crashed->unmount() == 0);
-  REQUIRE(fs.unmount() == 0);
+  for (bool table_full : {false, true}) {
+    INFO((table_full ? "the trail table is full: the whole mount is synced" : "the trails are kept"));
+    path_fs fs("-b 1024 -I 128");
+    tmpdir dir;
+    old_tree(fs);
+    ext2::ext2_mount* m = ext2::ext2_mount_of(fs.mp());
+    if (table_full) m->m_names_kept_max = 0;
+    // path_fs lets every vnode go at once: each new directory and file is reclaimed right after it is made.
+    REQUIRE(fs.mkdir("p") == 0);
+    REQUIRE(fs.mkdir("p/q") == 0);
+    REQUIRE(fs.create("p/q/f") == 0);
+    REQUIRE(fs.write("p/q/f", 0, "reclaimed") == 0);
+    CHECK(trail_intact(fs) == !table_full);
+    {
+      std::lock_guard g(m->m_names_lock);
+      CHECK(m->m_names_kept.size() == (table_full ? 0u : 3u));  // p, p/q and p/q/f
+    }
+    REQUIRE(fsync_path(fs, "p/q/f", MNT_WAIT) == 0);
+    CHECK(trail_intact(fs));  // the walk, or the whole-mount sync that caught up
+    auto crashed = crash_copy(fs, dir);
+    CHECK(read_all(*crashed, "p/q/f") == "reclaimed");
+    REQUIRE(crashed->unmount() == 0);
+    REQUIRE(fs.unmount() == 0);
+  }
 }
