@@ -137,6 +137,14 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->layers = l;  // names are checked against the layer registry by the daemon
     return {};
   }
+  if (key == "dev_layers") {
+    // The same form as layers= ('+' between layers, ':' before each argument); stored comma-separated.
+    // Names and arguments are checked by the daemon's prepare (src/dev/stack.h).
+    std::string l = v;
+    for (auto& c : l) if (c == '+') c = ',';
+    o->dev_layers = l;
+    return {};
+  }
   if (key == "fsname") {
     if (auto e = need_value(); !e.empty()) return e;
     o->fsname = v;
@@ -300,6 +308,8 @@ std::string usage() {
       "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"
+      "  -o dev_layers=D1+D2    device layers over the image, bottom first: faults[:op=OP:errno=E:...],\n"
+      "                         partition:start=BYTES[:length=BYTES], record:log=PATH (docs/dev.md)\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
       "  -o fstype=fuse         mount type plain fuse, for harnesses that check it (default fuse.vnopfs);\n"
       "                         nosubtype is the same\n"

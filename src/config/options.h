@@ -45,6 +45,7 @@ struct options {
   double attr_timeout = 1.0;    // seconds the kernel may cache attributes and entries
   std::string stats_path;       // live stats JSON (empty: none)
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
+  std::string dev_layers;       // device layers over the backend, bottom first ("record:log=/tmp/l"; src/dev/stack.h)
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path
   bool subtype = true;          // mount type fuse.vnopfs (default) or plain fuse (-o fstype=fuse, nosubtype)

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -42,13 +43,19 @@ connection::~connection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string connection::open(const std::string& path) {
+std::string connection::open(const std::string& path, double timeout_s) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   if (path.size() >= sizeof a.sun_path) return "socket path too long: " + path;
   std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return std::string("socket: ") + std::strerror(errno);
+  if (timeout_s > 0) {
+    timeval tv{static_cast<time_t>(timeout_s),
+               static_cast<suseconds_t>((timeout_s - static_cast<time_t>(timeout_s)) * 1e6)};
+    (void)::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // also bounds connect (AF_UNIX)
+  }
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     int e = errno;
     ::close(fd_);
@@ -107,7 +114,7 @@ std::vector<daemon_ref> list_daemons() {
     daemon_ref r;
     r.socket = std::string(kSocketDir) + "/" + n;
     connection c;
-    if (!c.open(r.socket).empty()) continue;
+    if (!c.open(r.socket, 5).empty()) continue;  // a stuck daemon is skipped, not waited for
     if (!c.call({{"op", "status"}}, &r.status).empty() || !r.status.value("ok", false)) continue;
     out.push_back(std::move(r));
   }

@@ -36,7 +36,10 @@ class connection {
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
-  std::string open(const std::string& socket_path);
+  // timeout_s > 0 bounds the connect (a daemon whose listen backlog is full) and every later send and
+  // receive (then they fail with EAGAIN): for the status poll of list_daemons, so that a daemon whose
+  // control thread does not answer cannot hang every new mount. 0: block as long as it takes.
+  std::string open(const std::string& socket_path, double timeout_s = 0);
   // Sends one request and reads its reply (blocking; "wait" blocks until the daemon is done).
   std::string call(const nlohmann::json& request, nlohmann::json* reply);
   // The two halves of call: a "wait" can be sent before the unmount that ends the daemon.

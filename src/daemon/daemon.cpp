@@ -121,6 +121,8 @@ std::string prepare(cfg::options* o, prepared* p) {
     if (!spec.empty()) layers += (layers.empty() ? "" : ",") + spec;
   }
   o->layers = layers;
+  std::vector<dev::dev_layer_spec> dev_specs;
+  if (std::string e = dev::parse_dev_layers(o->dev_layers, &dev_specs); !e.empty()) return "option 'dev_layers': " + e;
   o->stats_path = absolute(o->stats_path);
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
@@ -139,21 +141,27 @@ fs_daemon::stats_link_hold::~stats_link_hold() {
 
 std::string fs_daemon::open_device() {
   int err = 0;
+  std::unique_ptr<dev::device> backend;
   if (o_.dev_backend == cfg::backend::uring) {
     dev::uring_options u;
     u.direct = o_.direct;
     u.readonly = o_.rdonly;
-    device_ = dev::make_uring_device(o_.image, u, &err);
+    backend = dev::make_uring_device(o_.image, u, &err);
   } else {
     dev::file_options f;
     f.direct = o_.direct;
     f.readonly = o_.rdonly;
-    device_ = dev::make_file_device(o_.image, f, &err);
+    backend = dev::make_file_device(o_.image, f, &err);
   }
-  if (!device_)
+  if (!backend)
     return "image '" + o_.image + "': cannot open the " + cfg::backend_name(o_.dev_backend) +
            " device: " + errstr(err ? err : EIO);
-  fe_.time_gran = probe_time_gran(*device_);
+  devices_ = std::make_unique<dev::dev_stack>(std::move(backend));
+  std::vector<dev::dev_layer_spec> specs;
+  std::string e = dev::parse_dev_layers(o_.dev_layers, &specs);  // checked by prepare: cannot fail here
+  if (e.empty()) e = devices_->push(specs);
+  if (!e.empty()) return "option 'dev_layers': " + e;
+  fe_.time_gran = probe_time_gran(*devices_->top());
   return {};
 }
 
@@ -176,7 +184,7 @@ std::string fs_daemon::mount_fs() {
   a.layers = layers_->layers().empty() ? nullptr : layers_->top();
   mnt_.mnt_op = fs;
   mnt_.mnt_from = o_.image;
-  mnt_.mnt_device = device_.get();
+  mnt_.mnt_device = devices_->top();
   mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
                   (o_.noatime ? uint32_t{MNT_NOATIME} : 0u) | (o_.strictatime ? uint32_t{MNT_STRICTATIME} : 0u) |
                   (o_.nodiratime ? uint32_t{MNT_NODIRATIME} : 0u) | (o_.lazytime ? uint32_t{MNT_LAZYTIME} : 0u);
@@ -247,14 +255,19 @@ nlohmann::json fs_daemon::stats_json() {
   j["mountpoint"] = o_.mountpoint;
   j["options"] = {{"kcache", cfg::kcache_name(o_.kcache_mode)}, {"backend", cfg::backend_name(o_.dev_backend)},
                   {"cache_size", o_.cache_bytes}, {"direct", o_.direct}, {"sync", o_.sync},
-                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}};
+                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"dev_layers", o_.dev_layers}};
   j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();
   if (vfs_mounted_) {
     auto c = cache_json(bufcache_getstats(&mnt_));
     j["cache"] = c["cache"];
     j["cluster"] = c["cluster"];
   }
-  if (device_) j["device"] = device_json(*device_);
+  if (devices_) {
+    j["device"] = device_json(*devices_->backend());  // the backend's counters, whatever is stacked on it
+    nlohmann::json st = nlohmann::json::array();   // every member, bottom first
+    for (dev::device* d : devices_->members()) st.push_back(device_json(*d));
+    j["device_stack"] = st;
+  }
   j["inodes"] = inodes_ ? inodes_->size() : 0;
   return j;
 }
@@ -305,7 +318,15 @@ nlohmann::json fs_daemon::status_json() {
           {"state", serving_ ? "mounted" : "flushing"},
           {"ro", fs_rdonly()},
           {"fstype", o_.subtype ? "fuse.vnopfs" : "fuse"},
-          {"fsname", o_.fsname.empty() ? o_.image : o_.fsname}};
+          {"fsname", o_.fsname.empty() ? o_.image : o_.fsname},
+          {"device_stack", device_names()}};
+}
+
+nlohmann::json fs_daemon::device_names() const {
+  nlohmann::json v = nlohmann::json::array();  // bottom first
+  if (devices_)
+    for (dev::device* d : devices_->members()) v.push_back(d->name());
+  return v;
 }
 
 std::string fs_daemon::remount(bool ro) {

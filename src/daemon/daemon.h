@@ -16,6 +16,7 @@
 #include "src/config/options.h"
 #include "src/fuse/frontend.h"  // FUSE_USE_VERSION, then <fuse_lowlevel.h>
 #include "src/fuse/statsfile.h"
+#include "src/dev/stack.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
 #include "vnops/layers/layer.h"
@@ -66,6 +67,7 @@ class fs_daemon {
   std::string unmount_fs();
   nlohmann::json stats_json();
   bool fs_rdonly();  // the filesystem is read-only now (mounted so, or remounted)
+  nlohmann::json device_names() const;  // the device stack, bottom first (status, stats)
 
   struct session_destroy {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
@@ -92,7 +94,7 @@ class fs_daemon {
   std::string dev_;           // the FUSE mount's device number "maj:min" (mountinfo), once mounted
   std::mutex state_mu_;       // serving_ and remounts
   bool serving_ = false;      // the session loop runs: remounts allowed
-  std::unique_ptr<dev::device> device_;
+  std::unique_ptr<dev::dev_stack> devices_;  // the backend and the device layers over it (-o dev_layers=)
   mount mnt_;
   std::unique_ptr<layer_stack> layers_;
   stats_layer* stats_ = nullptr;

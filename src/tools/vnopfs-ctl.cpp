@@ -1,7 +1,7 @@
 // vnopfs-ctl: talks to a running vnopfs daemon over its control socket (src/daemon/control_client.h),
 // and is the mount(8) helpers of the type fuse.vnopfs under the names it is called by.
 //
-//   vnopfs-ctl MOUNTPOINT|IMAGE status [--json]   where it is mounted, its pid, state, ro or rw
+//   vnopfs-ctl MOUNTPOINT|IMAGE status [--json]   where it is mounted, its pid, state, ro or rw, device layers
 //   vnopfs-ctl MOUNTPOINT|IMAGE wait              returns when that daemon has flushed, marked the image
 //                                                 clean and released it (after an unmount)
 //   vnopfs-ctl MOUNTPOINT remount-ro|remount-rw   what mount -o remount,ro|rw does through the helper (the
@@ -262,6 +262,12 @@ int main(int argc, char** argv) {
     std::printf("%s on %s: pid %d, %s, %s, %s\n", s.value("image", "?").c_str(), s.value("mountpoint", "?").c_str(),
                 s.value("pid", 0), s.value("state", "?").c_str(), s.value("ro", false) ? "ro" : "rw",
                 s.value("fstype", "?").c_str());
+    if (s.contains("device_stack") && s["device_stack"].size() > 1) {  // layers over the backend: top first
+      std::string stack;
+      for (auto it = s["device_stack"].rbegin(); it != s["device_stack"].rend(); ++it)
+        stack += (stack.empty() ? "" : " over ") + it->get<std::string>().substr(0, it->get<std::string>().find('('));
+      std::printf("device: %s\n", stack.c_str());
+    }
     return 0;
   }
   if (op == "wait") {

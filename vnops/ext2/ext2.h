@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "vnopfs/buf.h"
@@ -110,6 +111,17 @@ struct ext2_mount {
   // metadata, then clears their bitmap bits. Leaf lock.
   std::mutex m_pending_lock;
   std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
+  // New names whose in-core inode is reclaimed before an fsync wrote their entries (fsync.cpp): reclaim
+  // keeps the inode's i_new_parent in m_names_kept, and iget gives it back. Beyond m_names_kept_max
+  // entries (or without memory) the trail is lost instead: reclaim bumps m_names_lost; a VFS_SYNC that
+  // started after the bump has written every entry, and stores the count it saw in m_names_synced. While
+  // they differ, fsync of a file with a new name syncs the whole mount instead of walking up. A VFS_SYNC
+  // also empties m_names_kept of what it wrote. m_names_lock is a leaf.
+  std::mutex m_names_lock;
+  std::unordered_map<uint32_t, uint32_t> m_names_kept;  // [m_names_lock] ino -> i_new_parent
+  size_t m_names_kept_max = 65536;                      // [const after mount; tests lower it]
+  std::atomic<uint64_t> m_names_lost{0};
+  std::atomic<uint64_t> m_names_synced{0};
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
@@ -175,6 +187,11 @@ struct ext2_inode_info {
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
+  // The directory in which this inode last got a name (create, mknod, mkdir, symlink, link, rename into
+  // it) whose entry an fsync has not yet written; 0: none. fsync of this inode writes that directory's
+  // noted blocks and inode, then goes on with the directory's own i_new_parent (fsync.cpp). A reclaim
+  // while it is set leaves it in m_names_kept for the next iget.
+  uint32_t i_new_parent = 0;           // [i_lock]
   // Extents of the block map already known (lbn -> {pbn, length}; pbn 0: a hole), so VNOP_BLOCKMAP answers
   // a run without i_lock: a writer holding i_lock while it waits for clean buffers can never block the
   // flusher that would clean them. Guarded by i_extent_lock (a leaf: never held across anything) and
@@ -213,6 +230,9 @@ inline uint32_t ext2_i_nlink(const ext2_inode_info* ip) { return ip->i_di.base.i
 // Records that metadata block blk (indirect, bitmap, directory, xattr block) was dirtied for ip, so fsync of
 // ip writes it. [i_lock]
 void ext2_note_meta_dirty(ext2_inode_info* ip, uint32_t blk);
+// Records that ip got a name in directory dp (i_new_parent), so an fsync of ip also writes that entry and
+// those of new directories above it. [i_lock] taken inside: the caller holds none.
+void ext2_note_new_name(ext2_inode_info* ip, const ext2_inode_info* dp);
 // True when i_block holds block pointers: not a device/fifo/socket, not a fast symlink (target in i_block).
 bool ext2_has_blockmap(const ext2_inode_info* ip);
 // Device numbers in i_block (old 16-bit encoding in i_block[0], new 32-bit in i_block[1], as Linux).
@@ -425,8 +445,11 @@ int ext2_acl_chmod(ext2_inode_info* ip, const vfs_context& ctx);
 // Writes vp's dirty data, the metadata blocks it noted (ext2_note_meta_dirty) and its inode. waitfor:
 // MNT_WAIT (everything, waited for), MNT_DWAIT (data and what reading it needs: skips a timestamp-only
 // inode), MNT_NOWAIT (starts the writes). flush_device: end with a device flush (VNOP_FSYNC does; VFS_SYNC
-// flushes once at the end). Returns the first error, EIO for an earlier failed write of vp. Caller holds
-// no i_lock.
+// flushes once at the end); with MNT_WAIT or MNT_DWAIT it first writes the new names of vp and of the
+// directories above it (i_new_parent: the directory blocks holding the entries, the directories' inodes
+// and the bitmaps they noted), each after the inode it names, as ext4's fsync of a new file does.
+// Returns the first error, EIO for an earlier failed write of vp. Caller holds no i_lock and no vnode
+// lock of a directory above vp.
 int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
 
 // ---------------------------------------------------------------------------------------------------------

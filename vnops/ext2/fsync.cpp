@@ -1,6 +1,14 @@
 // fsync.cpp: VNOP_FSYNC: data, then the metadata that reaches it (indirect blocks, bitmaps, directory blocks
-// noted by ext2_note_meta_dirty), then the inode, then a device flush. Data goes first so that no pointer
-// written by this fsync can reach a block whose contents are not yet on disk.
+// noted by ext2_note_meta_dirty), then the inode, then the new names above it, then a device flush. Data
+// goes first so that no pointer written by this fsync can reach a block whose contents are not yet on disk.
+//
+// New names (docs/durability.md): kernel ext2 keeps a new file's name only after an fsync of its directory;
+// ext4 keeps it after an fsync of the file, and programs count on that. Here each inode remembers the
+// directory it last got a name in (i_new_parent); fsync walks up while that is set, writing at each step the
+// directory's noted blocks (the block with the entry, the bitmaps of the directory's own new blocks) and its
+// inode. The inode an entry names is always on disk before the entry can be: create, mkdir and link write
+// the inode (and a new directory's first block) synchronously before they add the entry, and the walk
+// starts after this inode's own write. One device flush at the end covers every step.
 #include <algorithm>
 #include <new>
 
@@ -33,7 +41,71 @@ int flush_noted_meta(ext2_inode_info* ip, bool wait) {
   return 0;
 }
 
+// Writes the entries that name ip and each new directory above it (see the top of the file). An inode
+// reclaimed meanwhile got its trail back from m_names_kept at iget; one whose trail was lost (the table
+// full: m_names_lost) makes the whole mount be synced, which writes every entry, once for all the names
+// lost before it started.
+int sync_new_names(ext2_inode_info* ip) {
+  ext2_mount* m = ip->i_mnt;
+  // ip itself may be one whose trail was lost (reclaimed, then read again with i_new_parent 0).
+  if (m->m_names_lost.load() != m->m_names_synced.load())
+    return VFS_SYNC(m->m_mp, MNT_WAIT, vfs_context::kernel());
+  {
+    std::lock_guard g(ip->i_lock);
+    if (ip->i_new_parent == 0) return 0;
+    if (ext2_i_nlink(ip) == 0) {  // unlinked since: no name left to keep
+      ip->i_new_parent = 0;
+      return 0;
+    }
+  }
+  ext2_inode_info* cur = ip;
+  vnode* held = nullptr;  // iocount on cur when it is a directory above ip
+  int err = 0;
+  for (uint32_t steps = 0; !err; steps++) {
+    uint32_t dino;
+    {
+      std::lock_guard g(cur->i_lock);
+      dino = cur->i_new_parent;
+    }
+    // A trail can go stale (its directory removed and the inode number reused) and, in theory, loop: the
+    // walk only writes what it meets, so it stops rather than reports anything.
+    if (dino == 0 || steps > m->m_inodes_count) break;
+    vnode* dvp = nullptr;
+    int e = ext2_iget(m, dino, &dvp);
+    if (e == ESTALE || e == EINVAL) {  // the directory is gone, and the name with it: nothing to keep
+      std::lock_guard g(cur->i_lock);
+      if (cur->i_new_parent == dino) cur->i_new_parent = 0;
+      break;
+    }
+    if (e) {
+      err = e;
+      break;
+    }
+    ext2_inode_info* dp = VTOI(dvp);
+    e = flush_noted_meta(dp, true);
+    if (!e) {
+      std::lock_guard g(dp->i_lock);
+      e = ext2_iflush(dp);
+    }
+    if (!e) {  // a rename or link since we read it moved the name on: that one stays to be written
+      std::lock_guard g(cur->i_lock);
+      if (cur->i_new_parent == dino) cur->i_new_parent = 0;
+    }
+    if (held) vnode_put(held);
+    held = dvp;
+    cur = dp;
+    err = e;
+  }
+  if (held) vnode_put(held);
+  return err;
+}
+
 }  // namespace
+
+void ext2_note_new_name(ext2_inode_info* ip, const ext2_inode_info* dp) {
+  std::lock_guard g(ip->i_lock);
+  ip->i_new_parent = dp->i_ino;
+}
 
 int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
   ext2_inode_info* ip = VTOI(vp);
@@ -59,6 +131,7 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
     else if (waitfor == MNT_NOWAIT && ip->i_dirty) keep(ext2_iupdate(ip, false));
   }
   if (flush_device && wait) {
+    if (!err) keep(sync_new_names(ip));
     if (waitfor == MNT_WAIT) keep(ext2_sbupdate(m, true));
     keep(ext2_dev_flush(m));
   }

@@ -88,6 +88,20 @@ int attach_vnode(ext2_mount* m, ext2_inode_info* ip, vnode** vpp) {
     *vpp = existing;
     return 0;
   }
+  // The trail a reclaim kept (fsync.cpp). The previous vnode of this inode left the hash only after its
+  // reclaim, so whatever it kept is there by now.
+  uint32_t trail = 0;
+  {
+    std::lock_guard g(m->m_names_lock);
+    if (auto it = m->m_names_kept.find(ip->i_ino); it != m->m_names_kept.end()) {
+      trail = it->second;
+      m->m_names_kept.erase(it);
+    }
+  }
+  if (trail) {
+    std::lock_guard g(ip->i_lock);
+    ip->i_new_parent = trail;
+  }
   *vpp = vp;
   return 0;
 }
@@ -153,6 +167,8 @@ int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid
   {
     std::lock_guard g(ip->i_lock);
     err = ext2_iupdate(ip, false);
+    // The bitmap bit goes out with the inode's first fsync (and the walk over its new name's directories).
+    ext2_note_meta_dirty(ip, m->m_groups[ext2_group_of_ino(m, ino)].g_desc.bg_inode_bitmap);
   }
   if (err) {
     delete ip;
@@ -414,12 +430,31 @@ int ext2_vnop_inactive(vnop_inactive_args* ap) {
   return 0;
 }
 
+namespace {
+
+// A reclaimed inode's unwritten new name (fsync.cpp): kept for the next iget, or counted as lost.
+void keep_trail(ext2_inode_info* ip) {
+  ext2_mount* m = ip->i_mnt;
+  std::lock_guard g(m->m_names_lock);
+  try {
+    if (m->m_names_kept.size() < m->m_names_kept_max) {
+      m->m_names_kept[ip->i_ino] = ip->i_new_parent;
+      return;
+    }
+  } catch (const std::bad_alloc&) {
+  }
+  m->m_names_lost++;
+}
+
+}  // namespace
+
 int ext2_vnop_reclaim(vnop_reclaim_args* ap) {
   vnode* vp = ap->a_vp;
   ext2_inode_info* ip = VTOI(vp);
   if (ip != nullptr) {
     std::lock_guard g(ip->i_lock);
     if (ip->i_dirty && ext2_i_nlink(ip) != 0 && !ip->i_mnt->m_rdonly) (void)ext2_iupdate(ip, false);
+    if (ip->i_new_parent != 0 && ext2_i_nlink(ip) != 0) keep_trail(ip);
   }
   buf_vnode_reclaim(vp);
   delete ip;

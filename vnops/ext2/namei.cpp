@@ -154,6 +154,7 @@ int make_node(vnode* dvp, const componentname* cnp, const new_node& n, const vfs
     vnode_put(vp);
     return err;
   }
+  ext2_note_new_name(ip, dp);
   *vpp = vp;
   return 0;
 }
@@ -296,6 +297,7 @@ int ext2_vnop_link(vnop_link_args* ap) try {
   TRY(add_links(ip, +1, true));
   int err = ext2_dir_add(dp, ap->a_cnp->name(), ip->i_ino, mode, ctx);
   if (err) (void)add_links(ip, -1, false);
+  else ext2_note_new_name(ip, dp);
   return err;
 } catch (const std::bad_alloc&) {
   return bad_alloc_boundary();

@@ -144,6 +144,7 @@ int do_plain(const rename_ctx& r) {
     if (fdir && r.cross()) (void)links_change(r.tdp, -1, false);  // ENOSPC growing tdp: nothing moved
     return err;
   }
+  ext2_note_new_name(r.fip, r.tdp);
   // 2. The old name goes (looked up again: the add may have split the record before it).
   dir_pos fpos;
   TRY(ext2_unlink_name(r.fdp, r.fip, r.fname, &fpos));
@@ -183,6 +184,8 @@ int do_exchange(const rename_ctx& r) {
   TRY(ext2_dir_retarget(r.tdp, tpos, r.fip->i_ino, fmode, true));
   TRY(ext2_dir_lookup(r.fdp, r.fname, &ino, &fpos));
   TRY(ext2_dir_retarget(r.fdp, fpos, r.tip->i_ino, tmode, false));
+  ext2_note_new_name(r.fip, r.tdp);
+  ext2_note_new_name(r.tip, r.fdp);
   TRY(touch_ctime(r.fip));
   TRY(touch_ctime(r.tip));
   if (r.cross()) {

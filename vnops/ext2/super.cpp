@@ -406,11 +406,23 @@ int for_each_vnode(mount* mp, Fn fn) {
 int ext2_sync_impl(mount* mp, int waitfor) {
   ext2_mount* m = ext2_mount_of(mp);
   if (m->m_rdonly && !m->m_mounted_rw) return 0;
+  const uint64_t names_lost = m->m_names_lost.load();  // every entry made before this is written below
+  std::unordered_map<uint32_t, uint32_t> kept;         // the same for the kept trails
+  {
+    std::lock_guard g(m->m_names_lock);
+    if (waitfor == MNT_WAIT) kept.swap(m->m_names_kept);
+  }
   int err = for_each_vnode(mp, [&](vnode* vp) { return ext2_fsync_vnode(vp, waitfor, /*flush_device=*/false); });
   if (int e = m->m_rdonly ? 0 : ext2_release_pending_inodes(m); e && !err) err = e;
   int e2 = m->m_rdonly ? 0 : ext2_sbupdate(m, false);
   int e3 = buf_flushdirtyblks(m->m_devvp, waitfor == MNT_WAIT ? MNT_WAIT : MNT_NOWAIT);
   int e4 = waitfor == MNT_WAIT ? ext2_dev_flush(m) : 0;
+  if (waitfor == MNT_WAIT && !err && !e2 && !e3 && !e4) {
+    m->m_names_synced = names_lost;
+  } else if (!kept.empty()) {  // not known to be written: the trails stay (those kept meanwhile win)
+    std::lock_guard g(m->m_names_lock);
+    m->m_names_kept.merge(kept);
+  }
   return err ? err : e2 ? e2 : e3 ? e3 : e4;
 }
 
