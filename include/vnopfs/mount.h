@@ -32,7 +32,8 @@ enum : uint32_t {  // mnt_flag
   MNT_NOATIME = 0x4,      // no atime updates; otherwise relatime rules unless MNT_STRICTATIME
   MNT_STRICTATIME = 0x8,  // every read updates atime
   MNT_NODIRATIME = 0x10,  // no atime updates on directories
-  MNT_LAZYTIME = 0x20,    // recorded; an atime change already goes only to the inode-table buffer (the flusher writes it)
+  MNT_LAZYTIME = 0x20,    // timestamp-only changes stay in memory until fsync, sync, last reference or 12 h
+                          // (Linux's lazytime: MNT_LAZY syncs skip them)
   MNT_POSIXACL = 0x40,    // the filesystem stores and applies POSIX ACLs (system.posix_acl_*)
 };
 
@@ -59,6 +60,7 @@ struct mount_args {
   bool synchronous = false;
   bool posix_acl = false;  // POSIX ACLs, if the format can store them (then MNT_POSIXACL)
   size_t cache_bytes = 256u << 20;   // buffer cache size
+  uint32_t flush_age_ms = 30000;     // delayed writes older than this are written (bufcache_config)
   const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
   // MNT_UPDATE: change a mounted filesystem to rdonly (only that field counts; mnt_flag keeps its mount-time
   // value, VFS_STATFS's ST_RDONLY tells the state). To read-only: everything is flushed and the filesystem
@@ -78,6 +80,9 @@ struct vfsops {
   int (*vfs_unmount)(mount* mp, bool force, const vfs_context& ctx);
   int (*vfs_root)(mount* mp, vnode** vpp, const vfs_context& ctx);  // +iocount
   int (*vfs_statfs)(mount* mp, struct statvfs* sbp, const vfs_context& ctx);
+  // MNT_WAIT: everything dirty written and waited for, then a device flush; MNT_NOWAIT: every write
+  // started; MNT_LAZY: only in-core metadata copied into delayed-write buffers (vnode.h). Safe to call
+  // while other VNOPs run (it takes what VNOP_FSYNC takes). Returns the first error.
   int (*vfs_sync)(mount* mp, int waitfor, const vfs_context& ctx);
   int (*vfs_vget)(mount* mp, uint64_t ino, vnode** vpp, const vfs_context& ctx);  // +iocount
 };

@@ -46,8 +46,11 @@ enum : int {
   IO_DSYNC = 0x4000,        // IO_SYNC for the data and only the metadata needed to read it (O_DSYNC)
 };
 
-// fsync waitfor, XNU's values.
-enum : int { MNT_WAIT = 1, MNT_NOWAIT = 2, MNT_DWAIT = 4 };
+// fsync / VFS_SYNC waitfor, XNU's values. MNT_LAZY (VFS_SYNC only, FreeBSD's name for what its syncer
+// asks): only in-core metadata (inodes changed in memory, the superblock's counts) is copied into its
+// buffers as delayed writes, which the flusher writes once they are older than the flush age; no file data
+// is pushed and nothing is waited for.
+enum : int { MNT_WAIT = 1, MNT_NOWAIT = 2, MNT_DWAIT = 4, MNT_LAZY = 8 };
 
 // The vnode lock: a shared_mutex that also knows its exclusive owner and how many hold it shared, so
 // the VNOP_* wrappers can check the protocol. "held shared" cannot tell *which* threads hold it.

@@ -107,6 +107,13 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->cache_bytes = n;
     return {};
   }
+  if (key == "dirty_expire") {
+    if (auto e = need_value(); !e.empty()) return e;
+    long n;
+    if (!parse_int(v, 1, 3600, &n)) return bad_value(key, v) + " (seconds, 1 to 3600)";
+    o->dirty_expire_s = static_cast<uint32_t>(n);
+    return {};
+  }
   if (key == "threads") {
     if (auto e = need_value(); !e.empty()) return e;
     long n;
@@ -296,6 +303,7 @@ std::string usage() {
       "  -o backend=file|uring  device backend (file)\n"
       "  -o direct              O_DIRECT on the image file\n"
       "  -o sync                every write is synchronous (IO_SYNC)\n"
+      "  -o dirty_expire=SECS   data and metadata changed longer ago than this are written without fsync (30)\n"
       "  -o allow_other         let other users in (needs user_allow_other for non-root)\n"
       "  -o default_permissions kernel permission checks (on by default; no_default_permissions turns off)\n"
       "  -o acl | noacl         POSIX ACLs (acl; off on an image without the ext_attr feature)\n"
@@ -315,8 +323,8 @@ std::string usage() {
       "                         nosubtype is the same\n"
       "  -o log=PATH            the daemon's log once in the background (/dev/null)\n"
       "  -o config=FILE.json    the same keys as a JSON object; -o options win\n"
-      "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, dev,\n"
-      "  nodev, suid, nosuid, exec, noexec, auto, noauto, user, nouser, _netdev, defaults\n"
+      "  mount(8)'s generic options are accepted: noatime, relatime, strictatime, nodiratime, atime, lazytime,\n"
+      "  dev, nodev, suid, nosuid, exec, noexec, auto, noauto, user, nouser, _netdev, defaults\n"
       "\n"
       "Unmount with: umount MOUNTPOINT (as root, with /sbin/umount.fuse.vnopfs: returns when the image is\n"
       "flushed and released), or fusermount3 -u MOUNTPOINT and then vnopfs-ctl MOUNTPOINT wait.\n";

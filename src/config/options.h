@@ -30,6 +30,7 @@ struct options {
   bool rdonly = false;
   kcache kcache_mode = kcache::writethrough;
   size_t cache_bytes = 256u << 20;
+  uint32_t dirty_expire_s = 30;  // changes older than this are written without fsync (the syncer + flusher)
   backend dev_backend = backend::file;
   bool direct = false;          // O_DIRECT on the backing file
   bool sync = false;            // every write IO_SYNC

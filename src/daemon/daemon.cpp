@@ -181,6 +181,7 @@ std::string fs_daemon::mount_fs() {
   a.synchronous = o_.sync;
   a.posix_acl = o_.acl;
   a.cache_bytes = o_.cache_bytes;
+  a.flush_age_ms = o_.dirty_expire_s * 1000;
   a.layers = layers_->layers().empty() ? nullptr : layers_->top();
   mnt_.mnt_op = fs;
   mnt_.mnt_from = o_.image;
@@ -197,11 +198,14 @@ std::string fs_daemon::mount_fs() {
   iocount_ref root_ref(root);
   inodes_ = std::make_unique<fuse::inode_table>(&mnt_);
   inodes_->set_root(root);
+  // In-memory inode changes reach the flusher every min(5 s, dirty_expire) (Linux's writeback period).
+  if (!o_.rdonly) syncer_ = std::make_unique<vfs_syncer>(&mnt_, std::min<uint32_t>(5000, o_.dirty_expire_s * 1000));
   return {};
 }
 
 std::string fs_daemon::unmount_fs() {
   if (!vfs_mounted_) return {};
+  syncer_.reset();  // stops it: no sync runs beside the unmount
   vfs_hold_.d = nullptr;
   if (inodes_) inodes_->release_all();
   int e = VFS_UNMOUNT(&mnt_, false, vfs_context::kernel());
@@ -255,7 +259,9 @@ nlohmann::json fs_daemon::stats_json() {
   j["mountpoint"] = o_.mountpoint;
   j["options"] = {{"kcache", cfg::kcache_name(o_.kcache_mode)}, {"backend", cfg::backend_name(o_.dev_backend)},
                   {"cache_size", o_.cache_bytes}, {"direct", o_.direct}, {"sync", o_.sync},
-                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"dev_layers", o_.dev_layers}};
+                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"dev_layers", o_.dev_layers},
+                  {"dirty_expire", o_.dirty_expire_s}, {"lazytime", o_.lazytime}};
+  if (syncer_) j["syncer"] = {{"runs", syncer_->runs()}};
   j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();
   if (vfs_mounted_) {
     auto c = cache_json(bufcache_getstats(&mnt_));
@@ -337,6 +343,8 @@ std::string fs_daemon::remount(bool ro) {
   mount_args a;
   a.update = true;
   a.rdonly = ro;
+  std::unique_lock<std::mutex> no_sync;  // a lazy sync must not copy inodes into buffers after the last flush
+  if (syncer_) no_sync = syncer_->hold();
   if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel()))
     return std::string("remount ") + (ro ? "ro" : "rw") + " of '" + o_.image + "': " + errstr(e);
   VLOG_INFO("%s remounted %s", o_.image.c_str(), ro ? "read-only (flushed, marked clean)" : "read-write");

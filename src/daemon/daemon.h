@@ -19,6 +19,7 @@
 #include "src/dev/stack.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
+#include "vnopfs/syncer.h"
 #include "vnops/layers/layer.h"
 #include "vnops/layers/stats.h"
 
@@ -99,6 +100,7 @@ class fs_daemon {
   std::unique_ptr<layer_stack> layers_;
   stats_layer* stats_ = nullptr;
   std::unique_ptr<fuse::inode_table> inodes_;
+  std::unique_ptr<vfs_syncer> syncer_;  // from mount_fs to unmount_fs (not on a read-only mount)
   bool vfs_mounted_ = false;
   vfs_mount_hold vfs_hold_;
   fuse::frontend fe_;

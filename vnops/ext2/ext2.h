@@ -111,6 +111,8 @@ struct ext2_mount {
   // metadata, then clears their bitmap bits. Leaf lock.
   std::mutex m_pending_lock;
   std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
+  uint64_t m_pending_since_ms = 0;     // [m_pending_lock] steady-clock ms when the list last became non-empty
+  uint32_t m_flush_age_ms = 30000;     // [const] mount_args::flush_age_ms: MNT_LAZY releases older pending inodes
   // New names whose in-core inode is reclaimed before an fsync wrote their entries (fsync.cpp): reclaim
   // keeps the inode's i_new_parent in m_names_kept, and iget gives it back. Beyond m_names_kept_max
   // entries (or without memory) the trail is lost instead: reclaim bumps m_names_lost; a VFS_SYNC that
@@ -184,6 +186,11 @@ struct ext2_inode_info {
   std::vector<uint8_t> i_tail;      // [i_lock] on-disk bytes [160, inode_size): in-inode xattr space
   bool i_dirty = false;             // [i_lock] i_di differs from the inode-table buffer
   bool i_data_dirty = false;        // [i_lock] size or block map changed since the inode was last written
+  // [i_lock] Under MNT_LAZYTIME, only timestamps differ from the inode-table buffer (i_dirty stays false
+  // for them): MNT_LAZY syncs leave the inode alone until i_time_dirty_ms is kLazytimeExpireMs old; fsync,
+  // sync, the last reference and any other change write them (ext2_iupdate copies all of i_di).
+  bool i_time_dirty = false;
+  uint64_t i_time_dirty_ms = 0;     // [i_lock] steady-clock ms when i_time_dirty was set
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
@@ -245,6 +252,12 @@ void ext2_i_blocks_add(ext2_inode_info* ip, int64_t nblocks);
 // inode is large enough. Marks the inode dirty. [i_lock]
 enum : int { EXT2_ICHG = 0x1, EXT2_IUPD = 0x2, EXT2_IACC = 0x4 };
 void ext2_itimes(ext2_inode_info* ip, int flags);
+// The same for an update that changes nothing but times (an atime, or mtime/ctime of an overwrite): under
+// MNT_LAZYTIME the inode becomes i_time_dirty instead of i_dirty (Linux's I_DIRTY_TIME). [i_lock]
+void ext2_itimes_lazy(ext2_inode_info* ip, int flags);
+void ext2_set_time_lazy(ext2_inode_info* ip, int which, const struct timespec& ts);
+// Linux's dirtytime_expire_interval: a lazy timestamp waits at most this long for a sync to write it.
+inline constexpr uint64_t kLazytimeExpireMs = 12ull * 3600 * 1000;
 void ext2_set_time(ext2_inode_info* ip, int which /* one EXT2_I* flag */, const struct timespec& ts);
 struct timespec ext2_get_time(const ext2_inode_info* ip, int which);
 struct timespec ext2_now();
@@ -260,10 +273,11 @@ int ext2_iget(ext2_mount* m, uint32_t ino, vnode** vpp);
 // The caller sets i_links_count and calls ext2_iupdate; if it gives up instead, vnode_put frees the inode
 // (inactive sees links 0). ENOSPC when no inode is free. dir may be nullptr (then group 0's rotor).
 int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid_t gid, vnode** vpp);
-// Copies i_di (and i_tail) into the inode-table buffer: bdwrite, or bwrite when wait. Clears i_dirty.
+// Copies i_di (and i_tail) into the inode-table buffer: bdwrite, or bwrite when wait. Clears i_dirty and
+// i_time_dirty.
 // [i_lock held by caller]
 int ext2_iupdate(ext2_inode_info* ip, bool wait);
-// Makes the inode stable: iupdate(wait) when dirty in core, else writes its inode-table buffer if that is
+// Makes the inode stable: iupdate(wait) when dirty in core (i_dirty or i_time_dirty), else writes its inode-table buffer if that is
 // still dirty from an earlier delayed iupdate. [i_lock held by caller]
 int ext2_iflush(ext2_inode_info* ip);
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -187,6 +188,7 @@ int ext2_iupdate(ext2_inode_info* ip, bool wait) {
   if (!ip->i_tail.empty())
     std::memcpy(bp.data() + loc.off + sizeof(ext2_inode_large), ip->i_tail.data(), ip->i_tail.size());
   ip->i_dirty = false;
+  ip->i_time_dirty = false;
   if (!wait) {
     buf_bdwrite(std::move(bp));
     return 0;
@@ -197,7 +199,7 @@ int ext2_iupdate(ext2_inode_info* ip, bool wait) {
 }
 
 int ext2_iflush(ext2_inode_info* ip) {
-  if (ip->i_dirty) return ext2_iupdate(ip, true);
+  if (ip->i_dirty || ip->i_time_dirty) return ext2_iupdate(ip, true);
   ext2_mount* m = ip->i_mnt;
   TRY(ext2_check_writable(m));
   BufRef bp = buf_getblk(m->m_devvp, locate(m, ip->i_ino).blk, BLK_META | BLK_ONLYVALID);
@@ -337,6 +339,25 @@ void ext2_itimes(ext2_inode_info* ip, int flags) {
     if (flags & which) ext2_set_time(ip, which, now);
 }
 
+void ext2_set_time_lazy(ext2_inode_info* ip, int which, const struct timespec& ts) {
+  const bool was_dirty = ip->i_dirty;
+  ext2_set_time(ip, which, ts);
+  if (was_dirty || !(ip->i_mnt->m_mp->mnt_flag & MNT_LAZYTIME)) return;
+  ip->i_dirty = false;
+  if (!ip->i_time_dirty) {
+    ip->i_time_dirty = true;
+    ip->i_time_dirty_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::steady_clock::now().time_since_epoch())
+                                                    .count());
+  }
+}
+
+void ext2_itimes_lazy(ext2_inode_info* ip, int flags) {
+  struct timespec now = ext2_now();
+  for (int which : {EXT2_ICHG, EXT2_IUPD, EXT2_IACC})
+    if (flags & which) ext2_set_time_lazy(ip, which, now);
+}
+
 // ---- xattr block reference
 
 int ext2_xattr_block_release(ext2_inode_info* ip) {
@@ -400,6 +421,10 @@ int free_unlinked(vnode* vp, ext2_inode_info* ip) {
   size_t pending;
   {
     std::lock_guard g(m->m_pending_lock);
+    if (m->m_pending_ifree.empty())
+      m->m_pending_since_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        std::chrono::steady_clock::now().time_since_epoch())
+                                                        .count());
     m->m_pending_ifree.emplace_back(ip->i_ino, S_ISDIR(mode));
     pending = m->m_pending_ifree.size();
   }
@@ -453,7 +478,8 @@ int ext2_vnop_reclaim(vnop_reclaim_args* ap) {
   ext2_inode_info* ip = VTOI(vp);
   if (ip != nullptr) {
     std::lock_guard g(ip->i_lock);
-    if (ip->i_dirty && ext2_i_nlink(ip) != 0 && !ip->i_mnt->m_rdonly) (void)ext2_iupdate(ip, false);
+    if ((ip->i_dirty || ip->i_time_dirty) && ext2_i_nlink(ip) != 0 && !ip->i_mnt->m_rdonly)
+      (void)ext2_iupdate(ip, false);
     if (ip->i_new_parent != 0 && ext2_i_nlink(ip) != 0) keep_trail(ip);
   }
   buf_vnode_reclaim(vp);

@@ -32,7 +32,7 @@ void ext2_touch_atime(ext2_inode_info* ip) {
     };
     if (!le(at, mt) && !le(at, ct) && now.tv_sec - at.tv_sec < 24 * 3600) return;
   }
-  ext2_set_time(ip, EXT2_IACC, now);
+  ext2_set_time_lazy(ip, EXT2_IACC, now);
 }
 
 int ext2_vnop_read(vnop_read_args* ap) {

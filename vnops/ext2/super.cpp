@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -350,6 +351,8 @@ int ext2_mount_impl(mount* mp, const mount_args& args) {
   bufcache_config cfg;
   cfg.block_size = m->m_block_size;
   cfg.cache_bytes = args.cache_bytes;
+  cfg.flush_age_ms = args.flush_age_ms;
+  m->m_flush_age_ms = args.flush_age_ms;
   if ((err = bufcache_create(mp, mp->mnt_device, cfg))) {
     delete m;
     return refuse(mp, err, "buffer cache", "cannot be created (errno %d)", err);
@@ -403,9 +406,58 @@ int for_each_vnode(mount* mp, Fn fn) {
   return first;
 }
 
+// MNT_LAZY (the syncer, every few seconds): in-core inode changes go to their inode-table buffers as
+// delayed writes, and the superblock's counts to theirs; the flusher writes them after the flush age, file
+// data first. No data is pushed early (that is the flusher's and the cluster layer's), nothing waited for.
+int ext2_sync_lazy(mount* mp) {
+  ext2_mount* m = ext2_mount_of(mp);
+  if (m->m_rdonly) return 0;
+  const uint64_t now_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+  bool wrote = false;
+  int err = for_each_vnode(mp, [&](vnode* vp) {
+    ext2_inode_info* ip = VTOI(vp);
+    if (ip == nullptr) return 0;
+    std::lock_guard g(ip->i_lock);
+    const bool time_due = ip->i_time_dirty && now_ms - ip->i_time_dirty_ms >= kLazytimeExpireMs;
+    if (!(ip->i_dirty || time_due) || ext2_i_nlink(ip) == 0) return 0;  // unlinked: freed at last reference
+    wrote = true;
+    return ext2_iupdate(ip, false);
+  });
+  // Inodes freed at their last reference wait for the metadata that named them; once the oldest has waited
+  // the flush age, write that metadata now (what the flusher would have done by then) and free them, so an
+  // idle filesystem is consistent on the image (ext2_release_pending_inodes).
+  bool pending_due;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    pending_due = !m->m_pending_ifree.empty() && now_ms - m->m_pending_since_ms >= m->m_flush_age_ms;
+  }
+  if (pending_due) {
+    if (int e = ext2_release_pending_inodes(m); e && !err) err = e;
+    wrote = true;
+  }
+  // The group descriptors and superblock are rewritten only when something changed: an idle mount does
+  // not write every flush age.
+  uint64_t free_blocks = 0, free_inodes = 0;
+  for (uint32_t g = 0; g < m->m_groups_count; g++) {
+    std::lock_guard l(m->m_groups[g].g_lock);
+    free_blocks += m->m_groups[g].g_desc.bg_free_blocks_count;
+    free_inodes += m->m_groups[g].g_desc.bg_free_inodes_count;
+  }
+  bool counts_changed;
+  {
+    std::lock_guard g(m->m_sb_lock);
+    counts_changed = m->m_sb.s_free_blocks_count != free_blocks || m->m_sb.s_free_inodes_count != free_inodes;
+  }
+  int e2 = (wrote || counts_changed) ? ext2_sbupdate(m, false) : 0;
+  return err ? err : e2;
+}
+
 int ext2_sync_impl(mount* mp, int waitfor) {
   ext2_mount* m = ext2_mount_of(mp);
   if (m->m_rdonly && !m->m_mounted_rw) return 0;
+  if (waitfor == MNT_LAZY) return ext2_sync_lazy(mp);
   const uint64_t names_lost = m->m_names_lost.load();  // every entry made before this is written below
   std::unordered_map<uint32_t, uint32_t> kept;         // the same for the kept trails
   {

@@ -231,7 +231,7 @@ int write_impl(vnode* vp, uio* u, int ioflag, const vfs_context& ctx) {
   u->setresid(u->resid() + clipped);
   if (moved && !(err && (ioflag & IO_UNIT))) {
     std::lock_guard g(w.ip->i_lock);
-    ext2_itimes(w.ip, EXT2_ICHG | EXT2_IUPD);
+    ext2_itimes_lazy(w.ip, EXT2_ICHG | EXT2_IUPD);  // a size or block change made the inode dirty already
   }
   if (!err && moved && (ioflag & (IO_SYNC | IO_DSYNC)))
     err = ext2_fsync_vnode(vp, (ioflag & IO_SYNC) ? MNT_WAIT : MNT_DWAIT, /*flush_device=*/true);
