@@ -231,6 +231,8 @@ std::string fs_daemon::mount_fuse() {
   session_.reset(fuse_session_new(&args, fuse::lowlevel_ops(), sizeof(fuse_lowlevel_ops), &fe_));
   if (!session_) return "cannot create the FUSE session";
   fe_.se = session_.get();  // for notifications (file.cpp: O_DIRECT writes)
+  if (inval_.start(session_.get())) fe_.inval = &inval_;
+  else VLOG_WARN("no page invalidation thread: buffered readers may see stale pages after AIO O_DIRECT writes");
   // libfuse installs its handlers only over SIG_DFL; a daemon started in the background of a script
   // inherits SIGINT ignored, and must still stop cleanly on it.
   std::signal(SIGINT, SIG_DFL);
@@ -368,8 +370,10 @@ std::string fs_daemon::serve(const std::function<void()>& on_unmounting) {
   if (on_unmounting) on_unmounting();
   fuse_remove_signal_handlers(session_.get());
   fuse_hold_.signals = false;
+  inval_.stop();  // the workers are gone; an invalidation blocked in the kernel ends with the connection
   fuse_session_unmount(session_.get());
   fuse_hold_.se = nullptr;
+  inval_.join();
   if (stats_writer_) {
     stats_writer_->stop();
     (void)stats_writer_->write_now();

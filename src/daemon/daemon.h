@@ -15,6 +15,7 @@
 
 #include "src/config/options.h"
 #include "src/fuse/frontend.h"  // FUSE_USE_VERSION, then <fuse_lowlevel.h>
+#include "src/fuse/invalidator.h"
 #include "src/fuse/statsfile.h"
 #include "src/dev/stack.h"
 #include "vnopfs/device.h"
@@ -105,6 +106,7 @@ class fs_daemon {
   vfs_mount_hold vfs_hold_;
   fuse::frontend fe_;
   std::unique_ptr<fuse_session, session_destroy> session_;
+  fuse::page_invalidator inval_;  // after session_: stopped and joined before the session is destroyed
   fuse_mount_hold fuse_hold_;
   std::unique_ptr<fuse::stats_writer> stats_writer_;
   stats_link_hold stats_link_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/fuse/frontend.h"
+#include "src/fuse/invalidator.h"
 
 namespace vnopfs::fuse {
 
@@ -194,12 +195,14 @@ int write_uio(fuse_req_t req, handle* h, uio* u, int ioflag, vfs_context& ctx) {
   size_t done = want - u->resid();
   if (err && done == 0) return err;
   frontend& f = fe(req);
-  if ((ioflag & IO_NOCACHE) && done > 0 && !f.direct_io && f.se) {
+  if ((ioflag & IO_NOCACHE) && done > 0 && !f.direct_io && f.inval) {
     // An O_DIRECT write bypasses the kernel's page cache, and for an asynchronous one (AIO, io_uring) the
     // kernel skips the invalidation it does after a synchronous one: pages that buffered readers filled
     // while this write was on its way keep the old bytes (generic/451). Drop them before the reply
-    // completes the write; no vnode lock is held here (the kernel may have to read or launder pages).
-    fuse_lowlevel_notify_inval_inode(f.se, h->ino, start, static_cast<off_t>(done));
+    // completes the write, but never by blocking this worker on the kernel: the invalidation waits for
+    // pages under writeback, whose FUSE_WRITE needs a free worker (invalidator.h: generic/095 deadlocked).
+    // No vnode lock is held here.
+    f.inval->invalidate(h->ino, start, static_cast<off_t>(done), std::chrono::milliseconds(200));
   }
   fuse_reply_write(req, done);
   return 0;

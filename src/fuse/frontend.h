@@ -92,11 +92,14 @@ struct kernel_init {
   std::atomic<uint64_t> unique{0};  // the INIT request's id until it is answered
 };
 
+class page_invalidator;
+
 struct frontend {
   mount* mp = nullptr;
   const config::options* opts = nullptr;
   inode_table* inodes = nullptr;
   fuse_session* se = nullptr;  // the session, for notify_inval (set once before the session loop)
+  page_invalidator* inval = nullptr;  // page-cache invalidation off the workers' path (invalidator.h)
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   unsigned time_gran = 1;  // ns; 1e9 for 128-byte ext2 inodes (whole seconds)
