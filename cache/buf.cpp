@@ -731,7 +731,8 @@ static void cluster_iodone(buf* hdr) {
     }
   }
   if (write) {
-    if (vnode_bufs* vb = hdr->b_vp->v_bufs) {
+    vnode_bufs* vb = hdr->b_vp->v_bufs;
+    if (vb && !has(hdr, B_PHYS)) {  // buf_physio's writes are not in numoutput: no buffer waits for them
       vb->numoutput--;
       vb_notify_locked(vb);
     }
@@ -785,7 +786,6 @@ int buf_strategy(vnode* devvp, buf* bp) {
   bufcache* c = cache_of(devvp);
   dev::io_request* r = &bp->b_io;
   bool read = has(bp, B_READ);
-  r->clear_iov();
   r->op = read ? dev::io_op::read : dev::io_op::write;
   r->attrs = (has(bp, B_FUA) ? uint32_t{dev::IO_ATTR_FUA} : 0u) | (has(bp, B_META) ? uint32_t{dev::IO_ATTR_META} : 0u);
   // A synchronous read is waited for by its submitter, which holds no cache lock here (never across a VNOP
@@ -793,10 +793,13 @@ int buf_strategy(vnode* devvp, buf* bp) {
   // worker queue (cold random 4 KiB reads: 4.0 -> 1.9 context switches per read; docs/bench.md).
   if (read && !has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
   r->offset = static_cast<uint64_t>(bp->b_blkno) << c->bshift;
-  if (bp->b_header) {
-    for (buf* m : bp->b_members) r->add_iov(m->b_datap, c->bs);
-  } else {
-    r->add_iov(bp->b_datap, bp->b_bcount);
+  if (!has(bp, B_PHYS)) {  // buf_physio filled the iovecs from its uio
+    r->clear_iov();
+    if (bp->b_header) {
+      for (buf* m : bp->b_members) r->add_iov(m->b_datap, c->bs);
+    } else {
+      r->add_iov(bp->b_datap, bp->b_bcount);
+    }
   }
   r->done = buf_io_done;
   r->owner = bp;

@@ -54,6 +54,7 @@ enum : uint32_t {
   B_LOCKED = 0x10,     // kept dirty after an error (never dropped silently)
   B_CLUSTER = 0x40,    // a cluster I/O header over several buffers (cache internal)
   B_META = 0x100,      // metadata (device vnode)
+  B_PHYS = 0x2000,     // a header moving a uio's memory (buf_physio), no cached buffer (cache internal)
   B_FUA = 0x400,       // the write is stable at completion
   B_CACHE = 0x10000,   // getblk found it in the cache
   B_DONE = 0x20000,    // data valid / I/O complete
@@ -197,6 +198,15 @@ void buf_setcallback(buf* bp, void (*fn)(buf* bp, void* arg), void* arg);
 // mapping; a cluster header goes out as one vectored request. Returns 0; completion (errors too) ends in
 // buf_biodone, for a sync read (no B_ASYNC/B_CALL: IO_ATTR_INLINE) maybe before return: hold no cache lock.
 int buf_strategy(vnode* devvp, buf* bp);
+// Direct I/O (XNU cluster_io's direct path; the DO_DIRECT_IO of an IRP): moves len bytes (a multiple of the
+// block size) between the uio's memory and the device at physical block blkno, through VNOP_STRATEGY of vp
+// (a B_PHYS header of vp's, logical block lblkno), and waits. No buffer of the cache holds the data, and
+// nothing is looked up or invalidated: keeping cached copies of the range coherent is the caller's job.
+// The uio advances by len on success and not at all on error. A device that refuses the memory's alignment
+// (O_DIRECT: EINVAL) gets the I/O again through an aligned bounce buffer. Errors: EIO (device), ENOMEM.
+// The caller holds no cache lock and no busy buffer (it may wait for a header).
+int buf_physio(vnode* vp, daddr64_t lblkno, daddr64_t blkno, uio* u, size_t len);
+
 // The default VNOP_BWRITE: buf_bwrite (sync) or the async start for B_ASYNC. Name it in tables that use the
 // cache (XNU vn_bwrite).
 int vn_bwrite(vnop_bwrite_args* ap);

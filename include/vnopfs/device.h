@@ -122,6 +122,8 @@ struct file_options {
   bool readonly = false;
   int threads = 4;            // worker pool size
   bool sort_queue = true;     // sort pending writes by offset and merge adjacent ones (disksort)
+  bool merge_queue = true;    // with sort_queue: merge adjacent pending writes into one pwritev (false: each
+                              // request stays its own write; -o dev_queue=nomerge)
   uint64_t create_size = 0;   // if non-zero and the file is missing, create it with this size (tests)
 };
 // Opens path; on failure returns nullptr and sets *err to the errno (ENOENT, EACCES, EINVAL for O_DIRECT

@@ -46,6 +46,9 @@ struct mount {
   bufcache* mnt_cache = nullptr;  // owned by the filesystem's mount, freed at unmount
   void* mnt_data = nullptr;       // the filesystem's private mount data
   const vnop_table* mnt_vnops = nullptr;  // the table new vnodes get: the filesystem's, or a layer on top
+  // The finest time step the filesystem stores, in ns (set by its vfs_mount): the frontend must not let the
+  // kernel cache finer times than that. Limits such as the name length come from vfs_statfs.
+  uint32_t mnt_time_gran = 1000000000u;
 
   // vnode hash and refcounts (vnode.h)
   std::mutex mnt_vnode_mutex;

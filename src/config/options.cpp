@@ -100,6 +100,18 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     else return bad_value(key, v) + " (file or uring)";
     return {};
   }
+  if (key == "table") {
+    if (auto e = need_value(); !e.empty()) return e;
+    o->table = v;  // checked against the registry of tables (vnops/registry.h) by the daemon
+    return {};
+  }
+  if (key == "dev_queue") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "merge") o->dev_queue_merge = true;
+    else if (v == "nomerge") o->dev_queue_merge = false;
+    else return bad_value(key, v) + " (merge or nomerge)";
+    return {};
+  }
   if (key == "cache_size") {
     if (auto e = need_value(); !e.empty()) return e;
     size_t n;
@@ -293,12 +305,16 @@ std::string usage() {
   return
       "usage: vnopfs IMAGE MOUNTPOINT [-o opt[,opt...]] [-f] [-d] [--help] [--version]\n"
       "\n"
-      "Serves the ext2 image IMAGE at MOUNTPOINT through FUSE.\n"
+      "Serves the ext2 image IMAGE at MOUNTPOINT through FUSE, with the VNOP table -o table= names.\n"
       "\n"
       "  -f                     stay in the foreground\n"
       "  -d                     print every FUSE request (implies -f)\n"
       "  -o ro | rw             read-only or read-write (rw)\n"
       "  -o kcache=MODE         kernel caching: none | writethrough (default) | writeback\n"
+      "  -o table=NAME          the filesystem's VNOP table, i.e. its write path: ext2 (default: cluster layer),\n"
+      "                         ext2-buf (per-block buffers), ext2-direct (file data uncached), ext2-sync\n"
+      "                         (data and metadata on the device before each call returns)\n"
+      "  -o dev_queue=merge|nomerge  the device queue folds adjacent writes into one (merge, default) or not\n"
       "  -o cache_size=SIZE     buffer cache size, with K/M/G (256M)\n"
       "  -o backend=file|uring  device backend (file)\n"
       "  -o direct              O_DIRECT on the image file\n"
@@ -313,7 +329,7 @@ std::string usage() {
       "  -o attr_timeout=SECS   kernel attribute and entry cache time (1)\n"
       "  -o stats=PATH          live statistics as JSON, written every stats_interval seconds (1) and at exit;\n"
       "                         read them with vnopfs-stat MOUNTPOINT\n"
-      "  -o layers=L1+L2        VNOP layers over ext2, bottom first: trace, sync, nocache, stats, readonly,\n"
+      "  -o layers=L1+L2        VNOP layers over the table, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"
       "  -o dev_layers=D1+D2    device layers over the image, bottom first: faults[:op=OP:errno=E:...],\n"

@@ -28,6 +28,8 @@ struct options {
   bool debug = false;       // -d (libfuse's request trace; implies -f)
 
   bool rdonly = false;
+  std::string table = "ext2";   // the filesystem table by name (vnops/registry.h), checked by the daemon
+  bool dev_queue_merge = true;  // the file backend's queue folds adjacent writes (dev_queue=nomerge: off)
   kcache kcache_mode = kcache::writethrough;
   size_t cache_bytes = 256u << 20;
   uint32_t dirty_expire_s = 30;  // changes older than this are written without fsync (the syncer + flusher)

@@ -17,9 +17,9 @@
 #include "src/daemon/background.h"
 #include "src/daemon/control_client.h"
 #include "src/daemon/stats_doc.h"
-#include "src/fuse/fsglue.h"
 #include "src/fuse/preflight.h"
 #include "vnopfs/buf.h"
+#include "vnops/registry.h"
 
 namespace vnopfs::daemon {
 
@@ -33,22 +33,6 @@ std::string absolute(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
   char cwd[PATH_MAX];
   return ::getcwd(cwd, sizeof cwd) ? std::string(cwd) + "/" + p : p;
-}
-
-// ext2 keeps nanoseconds only in the extra fields of inodes larger than 128 bytes: the kernel must not
-// cache finer times than the filesystem keeps (FUSE time_gran).
-unsigned probe_time_gran(dev::device& d) {
-  // One aligned 4 KiB read at 0 (O_DIRECT devices refuse anything less aligned); the superblock is at 1024.
-  void* mem = nullptr;
-  if (posix_memalign(&mem, 4096, 4096) != 0) return 1000000000u;
-  std::unique_ptr<unsigned char, decltype(&std::free)> page(static_cast<unsigned char*>(mem), &std::free);
-  if (dev::dev_sync_io(d, dev::io_op::read, 0, page.get(), 4096) != 0) return 1000000000u;
-  const unsigned char* sb = page.get() + 1024;
-  auto le16 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8)); };
-  auto le32 = [&](size_t o) { return static_cast<unsigned>(sb[o] | (sb[o + 1] << 8) | (sb[o + 2] << 16) | (sb[o + 3] << 24)); };
-  if (le16(56) != 0xEF53) return 1000000000u;
-  unsigned inode_size = le32(76) >= 1 ? le16(88) : 128;
-  return inode_size > 128 ? 1u : 1000000000u;
 }
 
 std::string escape_opt(const std::string& s) {
@@ -108,6 +92,8 @@ std::string bind_to_running(const cfg::options& o, const std::string& abs_image,
 }  // namespace
 
 std::string prepare(cfg::options* o, prepared* p) {
+  if (!vnops_lookup_table(o->table))
+    return "option 'table': unknown table '" + o->table + "' (known: " + vnops_table_names() + ")";
   std::string names = o->layers + ",", layers;
   for (size_t q = 0, c; (c = names.find(',', q)) != std::string::npos; q = c + 1) {
     std::string spec = names.substr(q, c - q);
@@ -146,11 +132,12 @@ std::string fs_daemon::open_device() {
     dev::uring_options u;
     u.direct = o_.direct;
     u.readonly = o_.rdonly;
-    backend = dev::make_uring_device(o_.image, u, &err);
+    backend = dev::make_uring_device(o_.image, u, &err);  // io_uring has no queue of its own to merge in
   } else {
     dev::file_options f;
     f.direct = o_.direct;
     f.readonly = o_.rdonly;
+    f.merge_queue = o_.dev_queue_merge;
     backend = dev::make_file_device(o_.image, f, &err);
   }
   if (!backend)
@@ -161,15 +148,13 @@ std::string fs_daemon::open_device() {
   std::string e = dev::parse_dev_layers(o_.dev_layers, &specs);  // checked by prepare: cannot fail here
   if (e.empty()) e = devices_->push(specs);
   if (!e.empty()) return "option 'dev_layers': " + e;
-  fe_.time_gran = probe_time_gran(*devices_->top());
   return {};
 }
 
 std::string fs_daemon::mount_fs() {
-  fuse::register_filesystems();
-  const vfsops* fs = vfs_lookup_fs("ext2");
-  if (!fs) return "no filesystem named ext2 is registered";
-  layers_ = std::make_unique<layer_stack>(fuse::filesystem_table("ext2"));
+  const fs_table* t = vnops_lookup_table(o_.table);
+  if (!t) return "option 'table': unknown table '" + o_.table + "' (known: " + vnops_table_names() + ")";
+  layers_ = std::make_unique<layer_stack>(t->vnops);
   std::string err;
   if (!o_.layers.empty() && !layers_->push_list(o_.layers, &err)) return "option 'layers': " + err;
   if (!o_.stats_path.empty()) {
@@ -182,8 +167,8 @@ std::string fs_daemon::mount_fs() {
   a.posix_acl = o_.acl;
   a.cache_bytes = o_.cache_bytes;
   a.flush_age_ms = o_.dirty_expire_s * 1000;
-  a.layers = layers_->layers().empty() ? nullptr : layers_->top();
-  mnt_.mnt_op = fs;
+  a.layers = layers_->top();  // the table's own when no layer is stacked
+  mnt_.mnt_op = t->vfs;
   mnt_.mnt_from = o_.image;
   mnt_.mnt_device = devices_->top();
   mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
@@ -196,6 +181,11 @@ std::string fs_daemon::mount_fs() {
   vnode* root = nullptr;
   if (int e = VFS_ROOT(&mnt_, &root, vfs_context::kernel())) return "cannot get the root directory: " + errstr(e);
   iocount_ref root_ref(root);
+  // The filesystem's limits, not the frontend's guesses.
+  struct statvfs sv{};
+  if (int e = VFS_STATFS(&mnt_, &sv, vfs_context::kernel())) return "cannot statfs '" + o_.image + "': " + errstr(e);
+  if (sv.f_namemax > 0) fe_.name_max = sv.f_namemax;
+  fe_.time_gran = mnt_.mnt_time_gran;
   inodes_ = std::make_unique<fuse::inode_table>(&mnt_);
   inodes_->set_root(root);
   // In-memory inode changes reach the flusher every min(5 s, dirty_expire) (Linux's writeback period).
@@ -261,7 +251,8 @@ nlohmann::json fs_daemon::stats_json() {
   j["mountpoint"] = o_.mountpoint;
   j["options"] = {{"kcache", cfg::kcache_name(o_.kcache_mode)}, {"backend", cfg::backend_name(o_.dev_backend)},
                   {"cache_size", o_.cache_bytes}, {"direct", o_.direct}, {"sync", o_.sync},
-                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"dev_layers", o_.dev_layers},
+                  {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"table", o_.table},
+                  {"dev_queue", o_.dev_queue_merge ? "merge" : "nomerge"}, {"dev_layers", o_.dev_layers},
                   {"dirty_expire", o_.dirty_expire_s}, {"lazytime", o_.lazytime}};
   if (syncer_) j["syncer"] = {{"runs", syncer_->runs()}};
   j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();

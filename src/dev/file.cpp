@@ -28,7 +28,7 @@ namespace {
 io_queue::options queue_options(const file_options& o) {
   io_queue::options q;
   q.sort = o.sort_queue;
-  q.merge = o.sort_queue;
+  q.merge = o.sort_queue && o.merge_queue;
   return q;
 }
 

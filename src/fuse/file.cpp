@@ -104,7 +104,7 @@ int do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 int do_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(name, &err)) return err;
+  if (!name_ok(f, name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));

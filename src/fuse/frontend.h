@@ -102,7 +102,8 @@ struct frontend {
   page_invalidator* inval = nullptr;  // page-cache invalidation off the workers' path (invalidator.h)
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
-  unsigned time_gran = 1;  // ns; 1e9 for 128-byte ext2 inodes (whole seconds)
+  unsigned time_gran = 1;  // ns: the finest time the mounted filesystem keeps (mount::mnt_time_gran)
+  size_t name_max = 255;   // the mounted filesystem's name limit (VFS_STATFS f_namemax), set at mount
   bool writeback = false;  // FUSE writeback cache granted by the kernel
   bool direct_io = false;  // kcache=none
   kernel_init kinit;
@@ -140,7 +141,8 @@ void vattr_to_stat(const vnode_attr& va, struct stat* st);
 int make_entry(fuse_req_t req, vnode* vp, const vfs_context& ctx, fuse_entry_param* e);
 // Replies an entry; on a failed send un-counts the lookup.
 void reply_entry(fuse_req_t req, const fuse_entry_param& e);
-bool name_ok(const char* name, int* err);
+// ENOENT for an empty name, ENAMETOOLONG past the mounted filesystem's limit (f.name_max).
+bool name_ok(const frontend& f, const char* name, int* err);
 
 // Runs a do_ helper: non-zero return -> fuse_reply_err; exceptions -> ENOMEM/EIO.
 template <class F>

@@ -27,7 +27,7 @@ int lookup_locked(vnode* dvp, const char* name, vnode** vpp, vfs_context& ctx) {
 int do_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(name, &err)) return err;
+  if (!name_ok(f, name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
@@ -152,7 +152,7 @@ template <class Op>
 int do_make(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(name, &err)) return err;
+  if (!name_ok(f, name, &err)) return err;
   vfs_context ctx = make_context(req, true);
   iocount_ref dvp;
   TRY(f.inodes->get(parent, dvp.out()));
@@ -207,7 +207,7 @@ template <class Op>
 int do_remove(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(name, &err)) return err;
+  if (!name_ok(f, name, &err)) return err;
   if (!std::strcmp(name, ".")) return EINVAL;
   if (!std::strcmp(name, "..")) return ENOTEMPTY;
   vfs_context ctx = make_context(req, true);
@@ -237,7 +237,7 @@ int do_remove(fuse_req_t req, fuse_ino_t parent, const char* name, Op op) {
 int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(newname, &err)) return err;
+  if (!name_ok(f, newname, &err)) return err;
   vfs_context ctx = make_context(req, true);
   iocount_ref vp, tdvp;
   TRY(f.inodes->get(ino, vp.out()));
@@ -257,7 +257,7 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
               unsigned int flags) {
   frontend& f = fe(req);
   int err = 0;
-  if (!name_ok(name, &err) || !name_ok(newname, &err)) return err;
+  if (!name_ok(f, name, &err) || !name_ok(f, newname, &err)) return err;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;  // RENAME_WHITEOUT: not in ext2
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
   vfs_context ctx = make_context(req, true);

@@ -144,10 +144,10 @@ void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
   if (fuse_reply_entry(req, &e) != 0 && e.ino != 0) f.inodes->forget(e.ino, 1);
 }
 
-bool name_ok(const char* name, int* err) {
+bool name_ok(const frontend& f, const char* name, int* err) {
   size_t n = std::strlen(name);
   if (n == 0) { *err = ENOENT; return false; }
-  if (n > 255) { *err = ENAMETOOLONG; return false; }
+  if (n > f.name_max) { *err = ENAMETOOLONG; return false; }
   return true;
 }
 

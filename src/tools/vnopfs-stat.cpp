@@ -90,6 +90,12 @@ void print(const json& j) {
                 human(static_cast<double>(u(d, "bytes_written"))).c_str(),
                 static_cast<unsigned long long>(u(d, "flushes")), static_cast<unsigned long long>(u(d, "errors")),
                 static_cast<double>(u(d, "latency_ns_avg")) / 1000.0);
+    // The queue's merging (-o dev_queue=merge|nomerge) and what reached the device per write request.
+    const uint64_t w = u(d, "writes");
+    std::printf("device queue: %s, merged %llu, sorted %llu; average write %s\n",
+                j.contains("options") ? j["options"].value("dev_queue", "merge").c_str() : "merge",
+                static_cast<unsigned long long>(u(d, "merged")), static_cast<unsigned long long>(u(d, "sorted")),
+                w ? human(static_cast<double>(u(d, "bytes_written")) / static_cast<double>(w)).c_str() : "-");
   }
 }
 

@@ -59,8 +59,36 @@ struct ext2_group {
   bool g_bitmap_checked = false;  // [g_lock] the block bitmap was checked to cover the group's metadata
 };
 
+// The write path of a mount: which table it was mounted as (vnops/registry.h; docs/experiments.md). The
+// rest of vnops/ext2 is the same for all four; the branches are:
+//   cluster  (table "ext2") file data through the cluster layer: cluster_write/cluster_read (write.cpp,
+//            read.cpp), write-behind clusters, read-ahead, runs coalesced at push.
+//   buf      ("ext2-buf") the classic BSD buffer path (bufpath.cpp): VNOP_WRITE/VNOP_READ bread, copy and
+//            bdwrite one block at a time; the mount's cache is made with max_io_bytes = one block and no
+//            read-ahead, so every push, fsync and flusher write is one block per device write.
+//   direct   ("ext2-direct") file data never cached (direct.cpp): VNOP_WRITE/VNOP_READ do buf_physio from
+//            the uio; partial blocks are read-modify-written through a bounce block, which needs the vnode
+//            lock exclusive (a shared write with a partial block returns ERESTART, as an extending one does).
+//            Metadata is cached as usual.
+//   sync     ("ext2-sync") the cluster path, and the table (syncpath.cpp) makes every op that changed
+//            something write the data and every metadata block it dirtied, waited for, then flush the device,
+//            before it returns.
+enum class ext2_wpath : uint8_t { cluster, buf, direct, sync };
+
+// One table of the registry: the vfsops that mount it (its name is the table's), the VNOP table its vnodes
+// get, the write path the mount records.
+struct ext2_variant {
+  const vfsops* vfs;
+  const vnop_table* vnops;
+  ext2_wpath wpath;
+  const char* description;
+};
+// The four, "ext2" first. ext2_table_init() must have run (it builds the tables).
+const std::vector<ext2_variant>& ext2_variants();
+
 struct ext2_mount {
   mount* m_mp = nullptr;
+  ext2_wpath m_wpath = ext2_wpath::cluster;  // [const] set by the vfsops the mount was made with
   vnode* m_devvp = nullptr;
 
   // Geometry [const after mount]
@@ -128,10 +156,16 @@ struct ext2_mount {
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }
 
-// The vfsops named "ext2" (registered by vnops/registry.cpp) and the VNOP table new vnodes get.
+// The vfsops named "ext2", "ext2-buf", "ext2-direct", "ext2-sync" (registered by vnops/registry.cpp), and
+// the VNOP tables new vnodes get: ext2_vnop_table for the first three, ext2_sync_vnop_table (over it) for
+// ext2-sync.
 extern const vfsops ext2_vfsops;
+extern const vfsops ext2_buf_vfsops;
+extern const vfsops ext2_direct_vfsops;
+extern const vfsops ext2_sync_vfsops;
 extern vnop_table ext2_vnop_table;
-// Builds ext2_vnop_table (idempotent; registry.cpp calls it before registering the vfsops).
+extern vnop_table ext2_sync_vnop_table;
+// Builds the tables (idempotent; registry.cpp calls it before registering the vfsops).
 void ext2_table_init();
 
 // Writes the in-core superblock (with free counts summed from the groups) and dirty group descriptors to
@@ -469,6 +503,20 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of files (table.cpp names them)
 int ext2_vnop_read(vnop_read_args* ap);
+// The data movers of the write paths other than the cluster layer, called by VNOP_READ/VNOP_WRITE with the
+// vnode lock as those hold it and no i_lock. The blocks of [uio offset, + len) are allocated already
+// (write.cpp), oldEOF is the size before this round; a block at or past oldEOF reads as zeros. They move
+// exactly len bytes of the uio or return the errno (the uio shows what moved).
+// bufpath.cpp (ext2_wpath::buf): one buffer per block, buf_bread (a partial block below oldEOF) or
+// buf_getblk, copy, buf_bdwrite (IO_SYNC: buf_bwrite).
+int ext2_buf_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF, int ioflag);
+// Reads up to filesize, one buf_bread per block (a hole reads as zeros), no read-ahead.
+int ext2_buf_read(vnode* vp, uio* u, uint64_t filesize);
+// direct.cpp (ext2_wpath::direct): whole blocks by buf_physio straight from the uio, partial blocks
+// read-modify-written through a bounce block (the caller holds the vnode lock exclusive for those). Cached
+// buffers of the file are written first and those of the range dropped after, so nothing stale survives.
+int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF);
+int ext2_direct_read(vnode* vp, uio* u, uint64_t filesize);
 // Updates ip's atime after a read or readdir, by the mount's atime rules (read.cpp). [i_lock] taken inside.
 void ext2_touch_atime(ext2_inode_info* ip);
 int ext2_vnop_write(vnop_write_args* ap);

@@ -1,5 +1,6 @@
-// read.cpp: VNOP_READ through cluster_read (holes read as zeros, read-ahead on sequential access), and the
-// access time under the mount's atime rules.
+// read.cpp: VNOP_READ through cluster_read (holes read as zeros, read-ahead on sequential access), or the
+// mover of the mount's write path (ext2-buf: bufpath.cpp, ext2-direct: direct.cpp), and the access time
+// under the mount's atime rules.
 #include <sys/stat.h>
 
 #include <new>
@@ -50,7 +51,12 @@ int ext2_vnop_read(vnop_read_args* ap) {
   }
   if (static_cast<uint64_t>(u->offset()) >= size) return 0;
   try {
-    int err = cluster_read(vp, u, static_cast<off_t>(size), ap->a_ioflag);
+    int err;
+    switch (ip->i_mnt->m_wpath) {  // ext2.h, ext2_wpath
+      case ext2_wpath::buf: err = ext2_buf_read(vp, u, size); break;
+      case ext2_wpath::direct: err = ext2_direct_read(vp, u, size); break;
+      default: err = cluster_read(vp, u, static_cast<off_t>(size), ap->a_ioflag); break;
+    }
     ext2_touch_atime(ip);
     return err;
   } catch (const std::bad_alloc&) {

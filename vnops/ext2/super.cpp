@@ -322,10 +322,11 @@ static int read_super(dev::device& d, ext2_super_block* sb) {
   return err;
 }
 
-int ext2_mount_impl(mount* mp, const mount_args& args) {
+int ext2_mount_impl(mount* mp, const mount_args& args, ext2_wpath wpath) {
   if (mp->mnt_device == nullptr) return refuse(mp, EINVAL, "device", "none given");
   auto* m = new ext2_mount;
   m->m_mp = mp;
+  m->m_wpath = wpath;
   if (int err = read_super(*mp->mnt_device, &m->m_sb)) {
     delete m;
     return refuse(mp, err, "superblock", "read failed (errno %d)", err);
@@ -353,13 +354,18 @@ int ext2_mount_impl(mount* mp, const mount_args& args) {
   cfg.cache_bytes = args.cache_bytes;
   cfg.flush_age_ms = args.flush_age_ms;
   m->m_flush_age_ms = args.flush_age_ms;
+  if (wpath == ext2_wpath::buf) {  // the BSD buffer path: no coalescing anywhere, no read-ahead
+    cfg.max_io_bytes = m->m_block_size;
+    cfg.readahead_max_bytes = 0;
+  }
   if ((err = bufcache_create(mp, mp->mnt_device, cfg))) {
     delete m;
     return refuse(mp, err, "buffer cache", "cannot be created (errno %d)", err);
   }
   mp->mnt_data = m;
   m->m_devvp = mp->mnt_devvp;
-  mp->mnt_vnops = args.layers ? args.layers : &ext2_vnop_table;
+  mp->mnt_time_gran = m->m_inode_size > EXT2_GOOD_OLD_INODE_SIZE ? 1u : 1000000000u;  // ns in the extra fields
+  mp->mnt_vnops = args.layers ? args.layers : wpath == ext2_wpath::sync ? &ext2_sync_vnop_table : &ext2_vnop_table;
   bool rdonly = args.rdonly || force_ro;
   m->m_rdonly = rdonly;
   // The caller's other flags (the atime rules: MNT_NOATIME, MNT_STRICTATIME, ...) stay: overwriting them
@@ -514,10 +520,11 @@ int ext2_update_impl(mount* mp, bool rdonly) {
   return 0;
 }
 
+template <ext2_wpath W>
 int vfs_mount_ext2(mount* mp, const mount_args& args, const vfs_context&) {
   try {
     if (args.update) return ext2_update_impl(mp, args.rdonly);
-    return ext2_mount_impl(mp, args);
+    return ext2_mount_impl(mp, args, W);
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   }
@@ -608,8 +615,22 @@ int vfs_vget_ext2(mount* mp, uint64_t ino, vnode** vpp, const vfs_context&) {
 
 }  // namespace
 
+// One vfsops per table: they differ only in the write path their mount records.
 const vfsops ext2_vfsops = {
-    "ext2", vfs_mount_ext2, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2, vfs_sync_ext2, vfs_vget_ext2,
+    "ext2", vfs_mount_ext2<ext2_wpath::cluster>, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2, vfs_sync_ext2,
+    vfs_vget_ext2,
+};
+const vfsops ext2_buf_vfsops = {
+    "ext2-buf", vfs_mount_ext2<ext2_wpath::buf>, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2, vfs_sync_ext2,
+    vfs_vget_ext2,
+};
+const vfsops ext2_direct_vfsops = {
+    "ext2-direct", vfs_mount_ext2<ext2_wpath::direct>, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2,
+    vfs_sync_ext2, vfs_vget_ext2,
+};
+const vfsops ext2_sync_vfsops = {
+    "ext2-sync", vfs_mount_ext2<ext2_wpath::sync>, vfs_unmount_ext2, vfs_root_ext2, vfs_statfs_ext2, vfs_sync_ext2,
+    vfs_vget_ext2,
 };
 
 int ext2_dev_flush(ext2_mount* m) {

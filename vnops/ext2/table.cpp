@@ -1,4 +1,4 @@
-// table.cpp: the ext2 VNOP table.
+// table.cpp: the ext2 VNOP table, and the four tables of the registry made from it (ext2_variants).
 //
 // Ops that exist (everything else falls to the vnop.def default: err_* = ENOTSUP, nop_* = 0):
 //   files:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
@@ -19,6 +19,22 @@
 namespace vnopfs::ext2 {
 
 vnop_table ext2_vnop_table;
+
+void ext2_sync_table_init();  // syncpath.cpp
+
+const std::vector<ext2_variant>& ext2_variants() {
+  static const std::vector<ext2_variant> v = {
+      {&ext2_vfsops, &ext2_vnop_table, ext2_wpath::cluster,
+       "the cluster layer: write-behind clusters, read-ahead, runs coalesced into large writes (default)"},
+      {&ext2_buf_vfsops, &ext2_vnop_table, ext2_wpath::buf,
+       "the BSD buffer path: bread/bdwrite per block, no read-ahead, every block its own device write"},
+      {&ext2_direct_vfsops, &ext2_vnop_table, ext2_wpath::direct,
+       "file data never cached: reads and writes go from the caller's memory to the device"},
+      {&ext2_sync_vfsops, &ext2_sync_vnop_table, ext2_wpath::sync,
+       "every change (data and all metadata) on the device before the op returns"},
+  };
+  return v;
+}
 
 void ext2_table_init() {
   static std::once_flag once;
@@ -56,6 +72,7 @@ void ext2_table_init() {
         vnop_entry(ext2_vnop_listxattr),
         vnop_entry(ext2_vnop_removexattr),
     });
+    ext2_sync_table_init();
   });
 }
 

@@ -16,8 +16,11 @@
 // once), and the blocks it maps are in the extent cache, so the cluster layer's VNODE_WRITE blockmap for a
 // run, when it fills or pushes the buffers, is one cache lookup too.
 //
-// Locks: the caller holds the vnode lock shared (a write inside EOF) or exclusive (extending, IO_APPEND),
-// see ext2.h; i_lock is taken only around allocation and size updates, never across cluster_write.
+// Write paths (ext2.h, ext2_wpath): allocation, sizes and times are the same for every table; only the copy
+// of a round differs (cluster_write, ext2_buf_write or ext2_direct_write).
+//
+// Locks: the caller holds the vnode lock shared (a write inside EOF) or exclusive (extending, IO_APPEND;
+// with ext2-direct also a write with a partial block), see ext2.h; i_lock is taken only around allocation and size updates, never across cluster_write.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -161,7 +164,14 @@ int write_round(write_state& w) {
   const size_t rest = w.u->resid() - (cend - coff);
   if (!err) {
     w.u->setresid(cend - coff);
-    err = cluster_write(w.vp, w.u, static_cast<off_t>(w.size), static_cast<off_t>(newEOF), headOff, 0, flags);
+    switch (w.m->m_wpath) {  // the one place the write paths differ (ext2.h, ext2_wpath)
+      case ext2_wpath::buf: err = ext2_buf_write(w.vp, w.u, cend - coff, w.size, flags); break;
+      case ext2_wpath::direct: err = ext2_direct_write(w.vp, w.u, cend - coff, w.size); break;
+      case ext2_wpath::cluster:
+      case ext2_wpath::sync:
+        err = cluster_write(w.vp, w.u, static_cast<off_t>(w.size), static_cast<off_t>(newEOF), headOff, 0, flags);
+        break;
+    }
     w.u->setresid(w.u->resid() + rest);
   }
   if (err) release_uncopied(w);
@@ -193,6 +203,10 @@ int write_begin(write_state& w) {
   const uint64_t off = static_cast<uint64_t>(w.u->offset());
   if (off >= w.m->m_max_file_size) return EFBIG;
   if (off + w.u->resid() > w.size && !exclusive) return ERESTART;
+  // ext2-direct read-modify-writes a partial block through a bounce block: two such writes to one block
+  // must not interleave, so they need the lock exclusive.
+  if (w.m->m_wpath == ext2_wpath::direct && !exclusive && (off % w.bs || (off + w.u->resid()) % w.bs))
+    return ERESTART;
   if (w.ioflag & IO_UNIT) {
     uint64_t need = 0, end = std::min<uint64_t>(off + w.u->resid(), w.m->m_max_file_size);
     TRY(ext2_bmap_count_missing(w.ip, off / w.bs, (end + w.bs - 1) / w.bs, &need));

@@ -3,7 +3,8 @@
 # temp dir on every path. Exit 0 = pass, 77 = skip (last line says why), anything else = fail.
 #
 #   make_image [SIZE] [mke2fs args]   fresh ext2 image at $IMG (default 256M, 4 KiB blocks, 256-byte inodes)
-#   mount_vnopfs [-o opts]            start the daemon in the foreground on $MNT (log: $T/daemon.log)
+#   mount_vnopfs [-o opts]            start the daemon in the foreground on $MNT (log: $T/daemon.log);
+#                                     $VNOPFS_EXTRA_OPTS, if set, is added before the opts
 #   unmount_vnopfs                    fusermount3 -u, wait for the daemon, require exit status 0
 #   finish_case                       manifest through vnopfs, unmount, e2fsck -fn, kernel ext2 readback
 #                                     (mount -t ext2 -o loop,ro) and diff of the two manifests
@@ -69,9 +70,13 @@ make_image() {
   mke2fs -q -F -t ext2 -b 4096 -I 256 "$@" "$IMG" "$size" >/dev/null
 }
 
-# mount_vnopfs [vnopfs args...]: foreground daemon in the background of this shell.
+# mount_vnopfs [vnopfs args...]: foreground daemon in the background of this shell. VNOPFS_EXTRA_OPTS (an -o
+# list, e.g. table=ext2-buf or layers=trace) goes before the case's own options, which win on the same key:
+# scripts/matrix runs the suite on every table and layer this way.
 mount_vnopfs() {
-  "$VNOPFS" "$IMG" "$MNT" -f "$@" >>"$T/daemon.log" 2>&1 &
+  local extra=()
+  [ -n "${VNOPFS_EXTRA_OPTS:-}" ] && extra=(-o "$VNOPFS_EXTRA_OPTS")
+  "$VNOPFS" "$IMG" "$MNT" -f "${extra[@]}" "$@" >>"$T/daemon.log" 2>&1 &
   DAEMON_PID=$!
   for _ in $(seq 200); do
     is_mounted "$MNT" && return 0

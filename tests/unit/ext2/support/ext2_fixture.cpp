@@ -215,14 +215,14 @@ stderr_capture::~stderr_capture() {
   unlink(path_.c_str());
 }
 
-mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes, bool with_faults)
+mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes, bool with_faults, const std::string& table)
     : mp_(std::make_unique<mount>()) {
   vnops_register_filesystems();
   int err = 0;
   dev::file_options fo;
   dev_ = dev::make_file_device(img, fo, &err);
   REQUIRE(dev_ != nullptr);
-  mp_->mnt_op = vfs_lookup_fs("ext2");
+  mp_->mnt_op = vfs_lookup_fs(table);
   REQUIRE(mp_->mnt_op != nullptr);
   mp_->mnt_from = img;
   if (with_faults) faults_ = std::make_unique<dev::faults_device>(dev_.get());

@@ -87,8 +87,9 @@ class stderr_capture {
 class mounted {
  public:
   // with_faults: a faults layer (src/dev/faults.h) sits between the file device and the mount.
+  // table: the registry's table to mount it as (vnops/registry.h): ext2, ext2-buf, ext2-direct, ext2-sync.
   explicit mounted(const std::string& img, bool rdonly = false, size_t cache_bytes = 32u << 20,
-                   bool with_faults = false);
+                   bool with_faults = false, const std::string& table = "ext2");
   ~mounted();
   int mount_error() const { return mount_err_; }
   mount* mp() { return mp_.get(); }
@@ -96,6 +97,7 @@ class mounted {
   vnode* vget(uint32_t ino);  // +iocount; REQUIREs success
   vnode* root();
   dev::faults_device* faults() { return faults_.get(); }
+  dev::device* device() { return dev_.get(); }  // the file device at the bottom (its stats)
  private:
   std::unique_ptr<dev::device> dev_;
   std::unique_ptr<dev::faults_device> faults_;

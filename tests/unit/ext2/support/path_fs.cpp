@@ -35,8 +35,9 @@ int collect(void* fctx, const dirent_entry& e) {
 
 }  // namespace
 
-path_fs::path_fs(const std::string& mkfs_opts, const std::string& size) {
+path_fs::path_fs(const std::string& mkfs_opts, const std::string& size, const std::string& table) {
   img_ = tmp_.path + "/img";
+  table_ = table;
   sh_ok("mke2fs -q -F -t ext2 " + mkfs_opts + " " + quote(img_) + " " + size);
   REQUIRE(mount_image() == 0);
 }
@@ -51,7 +52,7 @@ std::unique_ptr<path_fs> path_fs::adopt(const std::string& image, int* mount_err
 path_fs::~path_fs() { (void)unmount(); }
 
 int path_fs::mount_image() {
-  m_ = std::make_unique<mounted>(img_, false, 8u << 20);
+  m_ = std::make_unique<mounted>(img_, false, 8u << 20, false, table_);
   int err = m_->mount_error();
   if (err) m_.reset();
   return err;

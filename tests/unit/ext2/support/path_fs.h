@@ -28,7 +28,9 @@ class path_fs {
  public:
   // Makes an image with `mke2fs -q -F -t ext2 MKFS_OPTS IMG SIZE` in a temp dir (or adopts `image` when
   // given: a copy the test owns) and mounts it read-write.
-  explicit path_fs(const std::string& mkfs_opts = "-b 1024", const std::string& size = "16M");
+  // table: which table of the registry (vnops/registry.h) the image is mounted as.
+  explicit path_fs(const std::string& mkfs_opts = "-b 1024", const std::string& size = "16M",
+                   const std::string& table = "ext2");
   static std::unique_ptr<path_fs> adopt(const std::string& image, int* mount_err);
   ~path_fs();
 
@@ -77,6 +79,7 @@ class path_fs {
   int mount_image();
   tmpdir tmp_;
   std::string img_;
+  std::string table_ = "ext2";
   std::unique_ptr<mounted> m_;
 };
 
