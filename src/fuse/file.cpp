@@ -191,10 +191,19 @@ int write_locked(handle* h, uio* u, int ioflag, vfs_context& ctx) {
 int write_uio(fuse_req_t req, handle* h, uio* u, int ioflag, vfs_context& ctx) {
   size_t want = u->resid();
   off_t start = u->offset();
+  // A writer without CAP_FSETID makes ext2 clear set-ID bits, but the kernel keeps the mode it cached for
+  // attr_timeout across a write (only size and times are marked stale): stat right after the write would
+  // still show them. Only such writers pay for the two GETATTRs.
+  vnode_attr before;
+  const bool may_kill = !ctx.has_fsetid() && VNOP_GETATTR(h->vp, &before, &ctx) == 0 &&
+                        (before.va_mode & (S_ISUID | S_ISGID));
   int err = write_locked(h, u, ioflag, ctx);
   size_t done = want - u->resid();
   if (err && done == 0) return err;
   frontend& f = fe(req);
+  vnode_attr after;
+  if (may_kill && f.se && VNOP_GETATTR(h->vp, &after, &ctx) == 0 && after.va_mode != before.va_mode)
+    fuse_lowlevel_notify_inval_inode(f.se, h->ino, -1, 0);  // attributes only: no page, no wait
   if ((ioflag & IO_NOCACHE) && done > 0 && !f.direct_io && f.inval) {
     // An O_DIRECT write bypasses the kernel's page cache, and for an asynchronous one (AIO, io_uring) the
     // kernel skips the invalidation it does after a synchronous one: pages that buffered readers filled
