@@ -19,7 +19,7 @@ randrepeat=1
 size=512k
 loops=1
 directory=$MNT/mix
-numjobs=2
+numjobs=1
 [dio-sync-read]
 ioengine=sync
 bs=4096
