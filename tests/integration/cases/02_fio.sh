@@ -7,17 +7,8 @@ command -v fio >/dev/null || skip "fio is not installed"
 make_image 512M
 
 jobfile() {  # jobfile DIR
+  fio_global "$1" 4242
   cat <<JOB
-[global]
-directory=$1
-ioengine=psync
-verify=crc32c
-verify_fatal=1
-verify_state_save=0
-do_verify=1
-randrepeat=1
-randseed=4242
-group_reporting=1
 
 [seq-512-1m]
 rw=write
@@ -57,12 +48,11 @@ for backend in file uring; do
     mount_vnopfs -o kcache=$kc,backend=$backend
     mkdir -p "$d"
     jobfile "$d" >"$T/job.fio"
-    (cd "$T" && fio --output="$T/fio.out" "$T/job.fio") || { tail -30 "$T/fio.out"; fail "fio write+verify failed ($backend, $kc)"; }
-    grep -q "err= 0" "$T/fio.out" || { tail -30 "$T/fio.out"; fail "fio reported errors ($backend, $kc)"; }
+    run_fio "$T/job.fio" "$T/fio.out" "write+verify ($backend, $kc)"
     unmount_vnopfs
     check_image
     mount_vnopfs -o kcache=$kc,backend=$backend
-    (cd "$T" && fio --output="$T/fio.verify" --verify_only "$T/job.fio") || { tail -30 "$T/fio.verify"; fail "fio verify after remount failed ($backend, $kc)"; }
+    run_fio "$T/job.fio" "$T/fio.verify" "verify after remount ($backend, $kc)" --verify_only
     log "ok: fio $backend $kc"
     [ "$backend-$kc" = uring-writeback ] || unmount_vnopfs
   done

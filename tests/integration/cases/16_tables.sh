@@ -25,17 +25,8 @@ rc=0; out=$("$VNOPFS" "$IMG" "$MNT" -o config="$T/bad.json" 2>&1) || rc=$?
 log "ok: unknown tables refused: $out"
 
 jobfile() {  # jobfile DIR
+  fio_global "$1" 1616
   cat <<JOB
-[global]
-directory=$1
-ioengine=psync
-verify=crc32c
-verify_fatal=1
-verify_state_save=0
-do_verify=1
-randrepeat=1
-randseed=1616
-group_reporting=1
 
 [seq-512-256k]
 rw=write
@@ -80,7 +71,7 @@ for table in ext2 ext2-buf ext2-direct ext2-sync; do
   # reach $d/x and $T/ref-$table/x, fresh for each table.
   mkdir -p "$d/fio" "$d/ex" "$T/ref-$table/ex"
   jobfile "$d/fio" >"$T/job.fio"
-  (cd "$T" && fio --output="$T/fio.out" "$T/job.fio") || { tail -30 "$T/fio.out"; fail "fio write+verify on table $table"; }
+  run_fio "$T/job.fio" "$T/fio.out" "write+verify on table $table"
   python3 "$LIB/exerciser.py" "$d/ex" "$T/ref-$table/ex" --seed "$seed" --ops 250 >"$T/ex.out" 2>&1 ||
     { tail -20 "$T/ex.out"; fail "exerciser on table $table (seed $seed)"; }
   t_io=$(date +%s.%N)

@@ -116,6 +116,33 @@ unmount_vnopfs() {
 
 manifest() { python3 "$LIB/manifest.py" "$1"; }
 
+# fio_global DIR SEED: the [global] section of a verifying fio job (crc32c, fatal, checked as written),
+# files in DIR, a repeatable pattern from SEED. A case appends its own job sections.
+fio_global() {
+  cat <<JOB
+[global]
+directory=$1
+ioengine=psync
+verify=crc32c
+verify_fatal=1
+verify_state_save=0
+do_verify=1
+randrepeat=1
+randseed=$2
+group_reporting=1
+JOB
+}
+
+# run_fio JOBFILE OUT WHAT [fio options...]: runs fio in $T, output in OUT; fails the case naming WHAT
+# when fio fails or reports an error.
+run_fio() {
+  local job=$1 out=$2 what=$3
+  shift 3
+  (cd "$T" && fio --output="$out" "$@" "$job") || { tail -30 "$out"; fail "fio failed: $what"; }
+  grep -q '"error" : [1-9]\|err=[ ]*[1-9]' "$out" && { tail -30 "$out"; fail "fio reported errors: $what"; }
+  return 0
+}
+
 check_image() {
   local out
   if ! out=$(e2fsck -fn "$IMG" 2>&1); then
