@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""count.py BUILD CAPS: counts the unit test cases of the last `meson test --suite unit` run in BUILD.
+"""count.py BUILD CAPS [LOGBASE...]: counts the unit test cases of the last `meson test --suite unit` run(s) in
+BUILD, from BUILD/meson-logs/LOGBASE.json for each LOGBASE (default: testlog). Every one must exist: a
+run that vanished is the counter's failure, never a smaller count.
 
 Prints "PASSED FAILED SKIPPED" on stdout (the only line there); everything else goes to stderr:
   - each failed case with the text of its failure (Catch2 keeps INFO/CAPTURE there: seeds show),
@@ -40,16 +42,23 @@ build, caps = sys.argv[1], set(sys.argv[2].split())
 ci = os.environ.get("CI") == "true"
 
 
-tests = [json.loads(line) for line in open(f"{build}/meson-logs/testlog.json")]
-if not tests:
-    raise SystemExit("count.py: testlog.json lists no unit test")
+logbases = sys.argv[3:] or ["testlog"]
+tests = []
+for base in logbases:
+    lines = [json.loads(line) for line in open(f"{build}/meson-logs/{base}.json")]
+    if not lines:
+        raise SystemExit(f"count.py: {base}.json lists no unit test")
+    tests += lines
 passed = failed = skipped = 0
 for t in tests:
-    name = t["name"]
+    name = t["name"].split(" / ")[-1]   # meson writes "project:suite / name" when a test has several suites
     binary = t["command"][0]
     report = f"{build}/junit/{name}.xml"
     bad = 0
-    if os.path.exists(report):
+    if not os.path.exists(report):
+        failed += 1; bad += 1
+        err(f"FAILED unit binary {name}: no JUnit report at {report} ({t.get('result')})")
+    else:
         root = ET.parse(report).getroot()   # a report that does not parse is the counter's failure
         ran = set()
         listed = subprocess.run([binary, "--list-test-names-only"], capture_output=True, text=True).stdout
@@ -89,5 +98,5 @@ for t in tests:
     if t.get("result") not in ("OK", "EXPECTEDFAIL") and not bad:
         failed += 1
         err(f"FAILED unit binary {name}: {t.get('result')} without a failing case in its report "
-            f"(crash, timeout or no report: see {build}/meson-logs/testlog.txt)")
+            f"(crash, timeout or no report: see {build}/meson-logs/{'/'.join(b + '.txt' for b in logbases)})")
 print(passed, failed, skipped)
