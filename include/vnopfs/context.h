@@ -22,6 +22,10 @@ struct vfs_context {
   // or fallocate on a set-ID file reads the caller's effective capabilities. Unknown: uid 0 has it.
   enum class cap : unsigned char { unknown, yes, no };
   cap fsetid = cap::unknown;
+  // Out: set by a VNOP that cleared S_ISUID/S_ISGID of the file it changed (write, truncate, fallocate by a
+  // caller without CAP_FSETID), so the frontend can drop the attributes the kernel cached. Never cleared by
+  // a VNOP: the caller resets it before reusing the context. Layers pass the caller's context through.
+  mutable bool setid_cleared = false;
 
   bool is_superuser() const { return uid == 0; }
   bool has_fsetid() const { return fsetid == cap::unknown ? is_superuser() : fsetid == cap::yes; }

@@ -193,16 +193,13 @@ int write_uio(fuse_req_t req, handle* h, uio* u, int ioflag, vfs_context& ctx) {
   off_t start = u->offset();
   // A writer without CAP_FSETID makes ext2 clear set-ID bits, but the kernel keeps the mode it cached for
   // attr_timeout across a write (only size and times are marked stale): stat right after the write would
-  // still show them. Only such writers pay for the two GETATTRs.
-  vnode_attr before;
-  const bool may_kill = !ctx.has_fsetid() && VNOP_GETATTR(h->vp, &before, &ctx) == 0 &&
-                        (before.va_mode & (S_ISUID | S_ISGID));
+  // still show them. The filesystem says when it cleared them (vfs_context::setid_cleared).
+  ctx.setid_cleared = false;
   int err = write_locked(h, u, ioflag, ctx);
   size_t done = want - u->resid();
   if (err && done == 0) return err;
   frontend& f = fe(req);
-  vnode_attr after;
-  if (may_kill && f.se && VNOP_GETATTR(h->vp, &after, &ctx) == 0 && after.va_mode != before.va_mode)
+  if (ctx.setid_cleared && f.se)
     fuse_lowlevel_notify_inval_inode(f.se, h->ino, -1, 0);  // attributes only: no page, no wait
   if ((ioflag & IO_NOCACHE) && done > 0 && !f.direct_io && f.inval) {
     // An O_DIRECT write bypasses the kernel's page cache, and for an asynchronous one (AIO, io_uring) the
@@ -298,9 +295,7 @@ int do_fallocate(fuse_req_t req, int mode, off_t offset, off_t length, fuse_file
   // The kernel keeps the mode it cached across a FALLOCATE: when ext2 has just cleared set-ID bits
   // (killpriv v2 hands that to us), stat would show them for another attr_timeout (generic/683, 684).
   // Attributes only (offset -1): no page is touched and no inode lock is needed.
-  vnode_attr now;
-  if ((va.va_mode & (S_ISUID | S_ISGID)) && VNOP_GETATTR(h->vp, &now, &ctx) == 0 && now.va_mode != va.va_mode)
-    fuse_lowlevel_notify_inval_inode(fe(req).se, h->ino, -1, 0);
+  if (ctx.setid_cleared) fuse_lowlevel_notify_inval_inode(fe(req).se, h->ino, -1, 0);
   fuse_reply_err(req, 0);
   return 0;
 }

@@ -71,6 +71,7 @@ bool ext2_kill_suid(ext2_inode_info* ip, const vfs_context& ctx) {
   if (!kill) return false;
   ip->i_di.base.i_mode = static_cast<uint16_t>(ext2_i_mode(ip) & ~kill);
   ext2_itimes(ip, EXT2_ICHG);
+  ctx.setid_cleared = true;
   return true;
 }
 
