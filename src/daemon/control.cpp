@@ -1,7 +1,9 @@
 // control.cpp: see control.h.
 #include "src/daemon/control.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -30,6 +33,21 @@ void send_line(int fd, const nlohmann::json& j) {
 
 nlohmann::json error_reply(const std::string& e) { return {{"ok", false}, {"error", e}}; }
 
+// Sockets of daemons that died without unlinking theirs (SIGKILL, a crash): PID.sock whose process no
+// longer exists. A pid reused by another process keeps its file until that one exits: harmless.
+void remove_stale_sockets() {
+  DIR* d = ::opendir(control::kSocketDir);
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || end == e->d_name || std::strcmp(end, ".sock") != 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      (void)::unlinkat(::dirfd(d), e->d_name, 0);
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 control_server::~control_server() {
@@ -48,6 +66,7 @@ std::string control_server::start(control_hooks hooks) {
   if (::lstat(control::kSocketDir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
     return std::string(control::kSocketDir) + " is not a directory of ours";
   (void)::chmod(control::kSocketDir, 0700);
+  remove_stale_sockets();
   path_ = control::socket_path(::getpid());
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
