@@ -35,10 +35,10 @@ daddr64_t buf_blkno(const buf* bp) { return bp->b_blkno; }
 void buf_setblkno(buf* bp, daddr64_t blkno) { bp->b_blkno = blkno; }
 uint32_t buf_flags(const buf* bp) { return bp->b_flags.load(std::memory_order_relaxed); }
 void buf_setflags(buf* bp, uint32_t flags) {
-  bp->b_flags.fetch_or(flags & (B_NOCACHE | B_AGE | B_FUA | B_META), std::memory_order_relaxed);
+  bp->b_flags.fetch_or(flags & (B_NOCACHE | B_AGE | B_FUA | B_META | B_EARLY), std::memory_order_relaxed);
 }
 void buf_clearflags(buf* bp, uint32_t flags) {
-  bp->b_flags.fetch_and(~(flags & (B_NOCACHE | B_AGE | B_FUA | B_META)), std::memory_order_relaxed);
+  bp->b_flags.fetch_and(~(flags & (B_NOCACHE | B_AGE | B_FUA | B_META | B_EARLY)), std::memory_order_relaxed);
 }
 int buf_error(const buf* bp) { return bp->b_error; }
 void buf_seterror(buf* bp, int error) {
@@ -612,6 +612,8 @@ int buf_bawrite(BufRef ref) {
 
 // Delayed write. Past the dirty high-water mark the write starts now (XNU turns bdwrite into bawrite past
 // 3/4 of the headers): dirty buffers cannot be reclaimed, so letting them pile up only moves the wait.
+// Device-vnode metadata never starts early: it goes out only in the flusher's ordered pass or a
+// filesystem's own ordered writes (docs/durability.md, "Ordering"); the throttle pushes file data.
 void buf_bdwrite(BufRef ref) {
   buf* bp = ref.release();
   bufcache* c = bp->b_cache;
@@ -620,7 +622,7 @@ void buf_bdwrite(BufRef ref) {
     std::lock_guard g(c->mtx);
     markdirty_locked(c, bp);
     setf(bp, B_DONE);
-    start = c->ndirty.load(std::memory_order_relaxed) > c->highwater && !has(bp, B_LOCKED);
+    start = c->ndirty.load(std::memory_order_relaxed) > c->highwater && !has(bp, B_LOCKED) && bp->b_vb->vp != c->devvp;
     if (!start) {
       brelse_locked(c, bp);
       return;

@@ -251,10 +251,13 @@ int vnode_take_error(vnode* vp);  // the recorded write error, as a flush with w
 
 // ---- push.cpp: writing a vnode's dirty buffers in sorted runs
 enum class push_wait { Yes, No };
-// Writes vp's dirty buffers (those dirtied before the call when waiting) in logical order as one I/O per
+// Which dirty buffers a push takes: all, only those marked B_EARLY, or only the others (the flusher's
+// ordered pass writes the device vnode's B_EARLY buffers, flushes, then the rest).
+enum class push_class { All, Early, Late };
+// Writes vp's dirty buffers (those dirtied before the call) of the class in logical order as one I/O per
 // physical run of at most max_io_blocks. push_wait::Yes waits for busy dirty buffers and then for every
 // write in flight. Serialised per vnode. Returns 0 or ENOMEM (write errors are recorded on the vnode).
-int push_vnode(bufcache* c, vnode* vp, push_wait wait);
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All);
 // Writes the given busy buffers (consecutive logical blocks of one vnode) as few I/Os as the mapping
 // allows; completion releases them.
 void write_run(bufcache* c, vnode* vp, buf** bps, size_t n);

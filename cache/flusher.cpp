@@ -1,7 +1,11 @@
 // flusher.cpp: the update daemon, one thread per cache. Every flusher_period_ms (or when woken by a
 // throttled writer) it writes delayed buffers older than flush_age_ms, and past the dirty high-water mark
-// pushes early down to the low-water mark. File data goes first and is waited for before device-vnode
-// metadata is pushed: data before the pointers to it (docs/design.md, "Durability without a journal").
+// pushes early down to the low-water mark. Each pass is an ordered flush (docs/durability.md, "Ordering"):
+// file data, waited for; a device flush; the device vnode's B_EARLY metadata (allocation bitmaps), waited
+// for; a device flush; then the rest of the metadata (inode tables, indirect and directory blocks). So a
+// pointer, an entry or an inode never becomes stable before the data, bitmaps and synchronous writes it
+// depends on. Device-vnode metadata is written by nothing else in the cache (buf_bdwrite never starts it
+// early), so eviction and throttled pushes cannot reorder it.
 #include <algorithm>
 #include <vector>
 
@@ -14,24 +18,42 @@ namespace {
 enum class flush_reason { Age, Highwater, Throttle };
 
 // Collects the vnodes to push, file vnodes with an iocount taken (never one being reclaimed or
-// terminating), and whether the device vnode is due. Looks only at vnodes with dirty buffers, and at the
-// front of each one's dirty list (its oldest delayed write): no buffer list is scanned. L.
+// terminating), and whether the device vnode is due. When it is, every file vnode with dirty data is
+// taken, due or not: the metadata about to go out may point at any of it. Looks only at vnodes with dirty
+// buffers, and at the front of each one's dirty list (its oldest delayed write): no buffer list is
+// scanned. L.
 bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
-  bool dev_due = false;
   const uint64_t cutoff = now_ms() - std::min<uint64_t>(now_ms(), c->cfg.flush_age_ms);
   auto due = [&](vnode_bufs& vb) {
     if (vb.dirty.empty() || vb.reclaiming) return false;
     return why != flush_reason::Age || vb.dirty.front().b_timestamp_ms <= cutoff;
   };
+  vnode_bufs* dvb = c->devvp->v_bufs;
+  const bool dev_due = dvb != nullptr && due(*dvb);
   for (vnode_bufs& vb : c->dirty_vnodes) {
-    if (!due(vb)) continue;
-    if (vb.vp == c->devvp) {
-      dev_due = true;
-      continue;
-    }
+    if (vb.vp == c->devvp || vb.dirty.empty() || vb.reclaiming) continue;
+    if (!dev_due && !due(vb)) continue;
     if (vnode_tryget_locked(vb.vp)) vps->push_back(vb.vp);  // capacity reserved: cannot throw
   }
   return dev_due;
+}
+
+// A device flush: every write completed before it is stable when it returns. False when it failed (the
+// metadata then stays dirty for a later pass: writing it would break the order).
+bool device_flush(bufcache* c) {
+  if (c->device == nullptr) return true;
+  int err = dev::dev_sync_io(*c->device, dev::io_op::flush, 0, nullptr, 0);
+  if (err) VLOG_ERR("cache: flusher: device flush failed (error %d): metadata left for the next pass", err);
+  return err == 0;
+}
+
+bool dev_has_early(bufcache* c) {
+  std::lock_guard g(c->mtx);
+  vnode_bufs* vb = c->devvp->v_bufs;
+  if (vb == nullptr) return false;
+  for (buf& b : vb->dirty)
+    if (b.b_flags.load(std::memory_order_relaxed) & B_EARLY) return true;
+  return false;
 }
 
 uint64_t dirty_now(bufcache* c) {
@@ -56,23 +78,35 @@ void flush_pass(bufcache* c, flush_reason why) {
   const uint64_t target = why == flush_reason::Highwater ? c->lowwater : 0;
   auto& counter = why == flush_reason::Age ? c->n.flush_age
                   : why == flush_reason::Highwater ? c->n.flush_highwater : c->n.flush_throttle;
-  size_t i = 0;
-  for (; i < vps.size(); i++) {
-    if (why != flush_reason::Age && dirty_now(c) <= target) break;
+  bool all_data = true;
+  for (size_t i = 0; i < vps.size(); i++) {
+    if (why != flush_reason::Age && dirty_now(c) <= target) {
+      all_data = false;
+      break;
+    }
     counter.fetch_add(1, std::memory_order_relaxed);
     c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
     push_vnode(c, vps[i], push_wait::No);
   }
-  // Data must be on the device before metadata that points to it goes out.
+  // Never push_wait::Yes here: a getblk caller waiting for the flusher may hold busy buffers of any
+  // vnode. A busy buffer skipped stays dirty for a later pass (after more flushes: never out of order).
   for (vnode* vp : vps) {
     buf_vnode_waitforwrites(vp);
     vnode_put(vp);
   }
-  if (dev_due && (why == flush_reason::Age || dirty_now(c) > target)) {
-    counter.fetch_add(1, std::memory_order_relaxed);
-    c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
-    push_vnode(c, c->devvp, push_wait::No);
+  if (!dev_due || !all_data || (why != flush_reason::Age && dirty_now(c) <= target)) return;
+  counter.fetch_add(1, std::memory_order_relaxed);
+  c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
+  // The flush covers the data above and every synchronous write the filesystem completed before it (an
+  // inode before the entry naming it, cleared pointers before the frees): none of the delayed metadata
+  // below may become stable without them.
+  if (!device_flush(c)) return;
+  if (dev_has_early(c)) {
+    push_vnode(c, c->devvp, push_wait::No, push_class::Early);
+    buf_vnode_waitforwrites(c->devvp);
+    if (!device_flush(c)) return;
   }
+  push_vnode(c, c->devvp, push_wait::No, push_class::Late);
 }
 
 void flusher_main(bufcache* c) {

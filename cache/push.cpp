@@ -74,6 +74,11 @@ void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
   }
 }
 
+static bool in_class(const buf* bp, push_class which) {
+  if (which == push_class::All) return true;
+  return ((bp->b_flags.load(std::memory_order_relaxed) & B_EARLY) != 0) == (which == push_class::Early);
+}
+
 int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool readahead) {
   const bool devv = vp->v_flag & VSYSTEM;
   buf* pending[64];
@@ -143,7 +148,7 @@ int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool reada
   return first_err;
 }
 
-int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which) {
   const bool w = wait == push_wait::Yes;
   struct item {
     daddr64_t lblkno;
@@ -165,7 +170,7 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait) {
     list.reserve(vb->dirty.size());
     run.reserve(c->max_io_blocks);
     for (buf& b : vb->dirty)
-      if (b.b_dirtyseq <= seq0) list.push_back({b.b_lblkno, &b});
+      if (b.b_dirtyseq <= seq0 && in_class(&b, which)) list.push_back({b.b_lblkno, &b});
   } catch (const std::bad_alloc&) {
     err = ENOMEM;
     list.clear();

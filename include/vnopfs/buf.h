@@ -56,6 +56,7 @@ enum : uint32_t {
   B_META = 0x100,      // metadata (device vnode)
   B_PHYS = 0x2000,     // a header moving a uio's memory (buf_physio), no cached buffer (cache internal)
   B_FUA = 0x400,       // the write is stable at completion
+  B_EARLY = 0x1000,    // metadata the flusher writes, and flushes, before other metadata (allocation bitmaps)
   B_CACHE = 0x10000,   // getblk found it in the cache
   B_DONE = 0x20000,    // data valid / I/O complete
   B_INVAL = 0x40000,   // contents invalid; released to EMPTY
@@ -88,7 +89,7 @@ daddr64_t buf_lblkno(const buf* bp);      // logical block in its vnode (physica
 daddr64_t buf_blkno(const buf* bp);
 void buf_setblkno(buf* bp, daddr64_t blkno);
 uint32_t buf_flags(const buf* bp);
-void buf_setflags(buf* bp, uint32_t flags);    // only B_NOCACHE, B_AGE, B_FUA, B_META may be set this way
+void buf_setflags(buf* bp, uint32_t flags);    // only B_NOCACHE, B_AGE, B_FUA, B_META, B_EARLY may be set this way
 void buf_clearflags(buf* bp, uint32_t flags);
 int buf_error(const buf* bp);
 void buf_seterror(buf* bp, int error);    // sets B_ERROR too (0 clears both)

@@ -95,6 +95,7 @@ int alloc_in_group(ext2_mount* m, uint32_t g, uint32_t start, uint32_t max, uint
   uint32_t got = 1, limit = std::min<uint32_t>(max, grp.g_desc.bg_free_blocks_count);
   while (got < limit && bit + got < n && !test_bit(map, bit + got) && ext2_data_block_ok(m, blk + got)) got++;
   for (uint32_t i = 0; i < got; i++) set_bit(map, bit + i);
+  buf_setflags(bp.get(), B_EARLY);  // allocation bitmaps go out before other metadata (docs/durability.md)
   buf_bdwrite(std::move(bp));
   grp.g_desc.bg_free_blocks_count = static_cast<uint16_t>(grp.g_desc.bg_free_blocks_count - got);
   grp.g_dirty = true;
@@ -182,6 +183,7 @@ int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count) {
       clear_bit(map, bit);
       freed++;
     }
+    buf_setflags(bp.get(), B_EARLY);  // allocation bitmaps go out before other metadata (docs/durability.md)
     buf_bdwrite(std::move(bp));
     grp.g_desc.bg_free_blocks_count = static_cast<uint16_t>(grp.g_desc.bg_free_blocks_count + freed);
     grp.g_dirty = true;
@@ -214,6 +216,7 @@ int ialloc_in_group(ext2_mount* m, uint32_t g, bool is_dir, uint32_t* inop) {
     return ENOSPC;
   }
   set_bit(map, bit);
+  buf_setflags(bp.get(), B_EARLY);  // allocation bitmaps go out before other metadata (docs/durability.md)
   buf_bdwrite(std::move(bp));
   grp.g_desc.bg_free_inodes_count--;
   if (is_dir) grp.g_desc.bg_used_dirs_count++;
@@ -296,6 +299,7 @@ int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir) {
   if (!test_bit(map, bit))
     return ext2_corrupt(m, ino, grp.g_desc.bg_inode_bitmap, "inode bitmap", "freeing inode %u, already free", ino);
   clear_bit(map, bit);
+  buf_setflags(bp.get(), B_EARLY);  // allocation bitmaps go out before other metadata (docs/durability.md)
   buf_bdwrite(std::move(bp));
   grp.g_desc.bg_free_inodes_count++;
   if (is_dir && grp.g_desc.bg_used_dirs_count > 0) grp.g_desc.bg_used_dirs_count--;

@@ -64,6 +64,10 @@ class recorder final : public dev::device_wrapper {
       if (x.op == op) out.push_back(x);
     return out;
   }
+  std::vector<io_rec> all() {
+    std::lock_guard g(m_);
+    return log_;
+  }
   size_t count(dev::io_op op) { return log(op).size(); }
   void clear() {
     std::lock_guard g(m_);
