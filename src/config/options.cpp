@@ -156,6 +156,16 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->layers = l;  // names are checked against the layer registry by the daemon
     return {};
   }
+  if (key == "partition") {
+    if (auto e = need_value(); !e.empty()) return e;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = std::strtoul(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || n < 1 || n > 4096 || v[0] == '-' || v[0] == '+')
+      return bad_value(key, v) + " (a partition number, 1..4096)";
+    o->partition = static_cast<unsigned>(n);
+    return {};
+  }
   if (key == "dev_layers") {
     // The same form as layers= ('+' between layers, ':' before each argument); stored comma-separated.
     // Names and arguments are checked by the daemon's prepare (src/dev/stack.h).
@@ -332,6 +342,7 @@ std::string usage() {
       "  -o layers=L1+L2        VNOP layers over the table, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"
+      "  -o partition=N         serve partition N of the image's MBR or GPT label (docs/dev.md)\n"
       "  -o dev_layers=D1+D2    device layers over the image, bottom first: faults[:op=OP:errno=E:...],\n"
       "                         partition:start=BYTES[:length=BYTES], record:log=PATH (docs/dev.md)\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"

@@ -48,6 +48,7 @@ struct options {
   double attr_timeout = 1.0;    // seconds the kernel may cache attributes and entries
   std::string stats_path;       // live stats JSON (empty: none)
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
+  unsigned partition = 0;       // serve partition N of the image's MBR/GPT label (0: the whole image; src/dev/label.h)
   std::string dev_layers;       // device layers over the backend, bottom first ("record:log=/tmp/l"; src/dev/stack.h)
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path
