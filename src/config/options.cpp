@@ -143,6 +143,13 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     if (!parse_seconds(v, &o->stats_interval) || o->stats_interval < 0.05) return bad_value(key, v) + " (seconds >= 0.05)";
     return {};
   }
+  if (key == "stats_format") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "json") o->stats_prometheus = false;
+    else if (v == "prometheus") o->stats_prometheus = true;
+    else return bad_value(key, v) + " (json or prometheus)";
+    return {};
+  }
   if (key == "stats") {
     if (auto e = need_value(); !e.empty()) return e;
     o->stats_path = v;
@@ -339,6 +346,7 @@ std::string usage() {
       "  -o attr_timeout=SECS   kernel attribute and entry cache time (1)\n"
       "  -o stats=PATH          live statistics as JSON, written every stats_interval seconds (1) and at exit;\n"
       "                         read them with vnopfs-stat MOUNTPOINT\n"
+      "  -o stats_format=F      json (default) or prometheus: the stats file in the Prometheus text format\n"
       "  -o layers=L1+L2        VNOP layers over the table, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"

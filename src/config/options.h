@@ -50,6 +50,7 @@ struct options {
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
   unsigned partition = 0;       // serve partition N of the image's MBR/GPT label (0: the whole image; src/dev/label.h)
   std::string dev_layers;       // device layers over the backend, bottom first ("record:log=/tmp/l"; src/dev/stack.h)
+  bool stats_prometheus = false;  // stats_format=prometheus: the stats file in the Prometheus text format
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path
   bool subtype = true;          // mount type fuse.vnopfs (default) or plain fuse (-o fstype=fuse, nosubtype)

@@ -330,7 +330,8 @@ nlohmann::json fs_daemon::stats_json() {
 
 std::string fs_daemon::start_stats() {
   if (o_.stats_path.empty()) return {};
-  stats_writer_ = std::make_unique<fuse::stats_writer>(o_.stats_path, o_.stats_interval, [this] { return stats_json(); });
+  stats_writer_ = std::make_unique<fuse::stats_writer>(o_.stats_path, o_.stats_interval, [this] { return stats_json(); },
+                                                       o_.stats_prometheus);
   if (int e = stats_writer_->write_now()) return "stats file '" + o_.stats_path + "': " + errstr(e);
   ::mkdir("/run/vnopfs", 0755);
   std::string link = fuse::stats_link_path(o_.mountpoint);
