@@ -97,7 +97,8 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     if (auto e = need_value(); !e.empty()) return e;
     if (v == "file") o->dev_backend = backend::file;
     else if (v == "uring") o->dev_backend = backend::uring;
-    else return bad_value(key, v) + " (file or uring)";
+    else if (v == "nbd") o->dev_backend = backend::nbd;
+    else return bad_value(key, v) + " (file, uring or nbd)";
     return {};
   }
   if (key == "table") {
@@ -267,7 +268,7 @@ const char* kcache_name(kcache k) {
   }
   return "?";
 }
-const char* backend_name(backend b) { return b == backend::file ? "file" : "uring"; }
+const char* backend_name(backend b) { return b == backend::file ? "file" : b == backend::uring ? "uring" : "nbd"; }
 
 std::string apply_option(options* o, const std::string& opt) {
   if (opt.empty()) return {};
@@ -333,7 +334,8 @@ std::string usage() {
       "                         (data and metadata on the device before each call returns)\n"
       "  -o dev_queue=merge|nomerge  the device queue folds adjacent writes into one (merge, default) or not\n"
       "  -o cache_size=SIZE     buffer cache size, with K/M/G (256M)\n"
-      "  -o backend=file|uring  device backend (file)\n"
+      "  -o backend=file|uring|nbd  device backend (file; nbd: IMAGE is an NBD URI, nbd://HOST/EXPORT or\n"
+      "                         nbd+unix:///EXPORT?socket=PATH, which also selects it; docs/dev.md)\n"
       "  -o direct              O_DIRECT on the image file\n"
       "  -o sync                every write is synchronous (IO_SYNC)\n"
       "  -o dirty_expire=SECS   data and metadata changed longer ago than this are written without fsync (30)\n"

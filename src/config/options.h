@@ -17,7 +17,7 @@ namespace vnopfs::config {
 //   writethrough  the page cache serves reads and mmap; every write() reaches VNOP_WRITE before it returns
 //   writeback     FUSE writeback cache: the kernel buffers writes, owns O_APPEND and mtime/ctime
 enum class kcache { none, writethrough, writeback };
-enum class backend { file, uring };
+enum class backend { file, uring, nbd };  // nbd: IMAGE is an NBD URI (src/dev/nbd.cpp)
 
 struct options {
   // What the command line asks for: mount (the default), or print the usage or the version and exit.

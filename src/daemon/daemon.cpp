@@ -138,6 +138,13 @@ std::string prepare(cfg::options* o, prepared* p) {
   o->stats_path = absolute(o->stats_path);
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
+  if (dev::is_nbd_uri(o->image)) o->dev_backend = cfg::backend::nbd;
+  if (o->dev_backend == cfg::backend::nbd) {
+    // No file to lock or to find in the mount table: the export is ours alone (docs/dev.md); the URI is
+    // checked by connecting, in start().
+    if (!dev::is_nbd_uri(o->image)) return "backend=nbd: '" + o->image + "' is not an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH)";
+    return {};
+  }
   char abs[PATH_MAX];
   if (::realpath(o->image.c_str(), abs) != nullptr) {
     if (std::string e = bind_to_running(*o, abs, &p->bound, &p->note); !e.empty() || p->bound) return e;
@@ -157,7 +164,11 @@ fs_daemon::stats_link_hold::~stats_link_hold() {
 std::string fs_daemon::open_device() {
   int err = 0;
   std::unique_ptr<dev::device> backend;
-  if (o_.dev_backend == cfg::backend::uring) {
+  if (o_.dev_backend == cfg::backend::nbd) {
+    dev::nbd_options n;
+    n.readonly = o_.rdonly;
+    backend = dev::make_nbd_device(o_.image, n, &err);
+  } else if (o_.dev_backend == cfg::backend::uring) {
     dev::uring_options u;
     u.direct = o_.direct;
     u.readonly = o_.rdonly;
