@@ -170,9 +170,9 @@ class nbd_device final : public device {
   void issue(io_request* r) {
     int err = r->dev_error;
     if (!err && dead_) err = EIO;
-    if (!err && ((r->op == io_op::flush && !can_flush_) || (r->op == io_op::unmap && !can_zero_ && !can_trim_) ||
-                 r->length == 0)) {
-      finish(st_, r, r->op == io_op::unmap && r->length ? EOPNOTSUPP : 0, 0);  // nothing to send
+    if (!err && r->op == io_op::unmap && r->length && !can_zero_ && !can_trim_) err = EOPNOTSUPP;
+    if (!err && ((r->op == io_op::flush && !can_flush_) || (r->op != io_op::flush && r->length == 0))) {
+      finish(st_, r, 0, 0);  // nothing to send: an empty transfer, or a server whose writes need no flush
       return;
     }
     if (err) {

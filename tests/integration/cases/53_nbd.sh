@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # backend=nbd (docs/dev.md): the image served by `nbdkit file` on a Unix socket this case starts. fio
-# verify through the mount passes and a file is fsync'd; then nbdkit is killed while fio writes: fio and a
+# verify through the mount passes and a file is fsync'd (which must reach the server as an NBD flush: nbdkit's
+# log filter records it); then nbdkit is killed while fio writes: fio and a
 # write+fsync get EIO within seconds (no hang), the unmount returns and the daemon exits. nbdkit restarted
 # on the same file, a new mount finds every fsync'd byte (ext2 has no journal: what was not fsync'd may be
 # half written, so the image is not checked with e2fsck after the drop).
@@ -13,7 +14,9 @@ NBD_PID=
 ON_EXIT+=('[ -n "$NBD_PID" ] && kill -KILL "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null')
 start_nbdkit() {
   rm -f "$SOCK"
-  nbdkit --foreground --exit-with-parent --unix "$SOCK" file "$FILE" >>"$T/nbdkit.log" 2>&1 &
+  # The log filter records every command the server receives (fsync must reach it as a Flush).
+  nbdkit --foreground --exit-with-parent --unix "$SOCK" --filter=log file "$FILE" logfile="$T/nbd-commands.log" \
+    >>"$T/nbdkit.log" 2>&1 &
   NBD_PID=$!
   for _ in $(seq 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
   fail "nbdkit did not create $SOCK"
@@ -28,6 +31,7 @@ timeout 60 fio --name=v --directory="$MNT" --ioengine=psync --rw=randwrite --bsr
   --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=53 --fsync_on_close=1 --output="$T/fio1.log" ||
   { cat "$T/fio1.log"; fail "fio verify over nbd"; }
 head -c 3000000 /dev/urandom >"$T/keep"
+flushes=$(grep -c " Flush " "$T/nbd-commands.log" || true)
 python3 - "$T/keep" "$MNT/keep" <<'PY'
 import os, sys
 d = open(sys.argv[1], "rb").read()
@@ -35,6 +39,7 @@ fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT, 0o644)
 os.write(fd, d); os.fsync(fd); os.close(fd)
 fd = os.open(os.path.dirname(sys.argv[2]), os.O_RDONLY); os.fsync(fd); os.close(fd)
 PY
+[ "$(grep -c " Flush " "$T/nbd-commands.log")" -gt "$flushes" ] || fail "fsync sent no NBD flush to the server"
 
 timeout 60 fio --name=w --directory="$MNT" --ioengine=psync --rw=write --bs=64k --size=48m --fsync=8 \
   --time_based --runtime=30 --output="$T/fio2.log" &
