@@ -71,7 +71,7 @@ uint64_t sysfs_u64(const std::string& path, bool* ok) {
 }
 
 bool overlaps(uint64_t s1, uint64_t l1, uint64_t s2, uint64_t l2) {
-  return l1 && l2 && s1 < s2 + l2 - 1 + 1 && s2 < s1 + l1 - 1 + 1;  // (the -1 + 1: no overflow at UINT64_MAX)
+  return l1 && l2 && s1 < s2 + l2 && s2 < s1 + l1;  // every range here ends at or before UINT64_MAX
 }
 
 // The bytes of its backing file that a loop device (/dev/loop3) or a partition of one (/dev/loop3p2, from
