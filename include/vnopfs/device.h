@@ -137,6 +137,17 @@ struct uring_options {
 };
 std::unique_ptr<device> make_uring_device(const std::string& path, const uring_options& o, int* err);
 
+// An export of an NBD server (src/dev/nbd.cpp, libnbd), named by an NBD URI (nbd://host[:port]/export,
+// nbd+unix:///export?socket=PATH): connects at once (nullptr and *err: ECONNREFUSED, ENOENT, EROFS for a
+// read-only export asked for writing, ENOTSUP when built without libnbd). Same contract as every device;
+// a dropped connection completes every pending and later request with EIO. vnopfs must be the export's
+// only writer.
+struct nbd_options {
+  bool readonly = false;
+};
+std::unique_ptr<device> make_nbd_device(const std::string& uri, const nbd_options& o, int* err);
+bool is_nbd_uri(const std::string& s);  // nbd://, nbds://, nbd+unix://, ... (libnbd's schemes)
+
 // In-memory device for unit tests. With `volatile_cache`, writes are kept apart until a flush (or a FUA
 // write) makes them durable; power_loss() drops what was not yet durable, as a crash would.
 struct mem_options {

@@ -97,7 +97,8 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     if (auto e = need_value(); !e.empty()) return e;
     if (v == "file") o->dev_backend = backend::file;
     else if (v == "uring") o->dev_backend = backend::uring;
-    else return bad_value(key, v) + " (file or uring)";
+    else if (v == "nbd") o->dev_backend = backend::nbd;
+    else return bad_value(key, v) + " (file, uring or nbd)";
     return {};
   }
   if (key == "table") {
@@ -143,6 +144,13 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     if (!parse_seconds(v, &o->stats_interval) || o->stats_interval < 0.05) return bad_value(key, v) + " (seconds >= 0.05)";
     return {};
   }
+  if (key == "stats_format") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "json") o->stats_prometheus = false;
+    else if (v == "prometheus") o->stats_prometheus = true;
+    else return bad_value(key, v) + " (json or prometheus)";
+    return {};
+  }
   if (key == "stats") {
     if (auto e = need_value(); !e.empty()) return e;
     o->stats_path = v;
@@ -154,6 +162,16 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     std::string l = v;
     for (auto& c : l) if (c == '+') c = ',';
     o->layers = l;  // names are checked against the layer registry by the daemon
+    return {};
+  }
+  if (key == "partition") {
+    if (auto e = need_value(); !e.empty()) return e;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = std::strtoul(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || n < 1 || n > 4096 || v[0] == '-' || v[0] == '+')
+      return bad_value(key, v) + " (a partition number, 1..4096)";
+    o->partition = static_cast<unsigned>(n);
     return {};
   }
   if (key == "dev_layers") {
@@ -250,7 +268,7 @@ const char* kcache_name(kcache k) {
   }
   return "?";
 }
-const char* backend_name(backend b) { return b == backend::file ? "file" : "uring"; }
+const char* backend_name(backend b) { return b == backend::file ? "file" : b == backend::uring ? "uring" : "nbd"; }
 
 std::string apply_option(options* o, const std::string& opt) {
   if (opt.empty()) return {};
@@ -316,7 +334,8 @@ std::string usage() {
       "                         (data and metadata on the device before each call returns)\n"
       "  -o dev_queue=merge|nomerge  the device queue folds adjacent writes into one (merge, default) or not\n"
       "  -o cache_size=SIZE     buffer cache size, with K/M/G (256M)\n"
-      "  -o backend=file|uring  device backend (file)\n"
+      "  -o backend=file|uring|nbd  device backend (file; nbd: IMAGE is an NBD URI, nbd://HOST/EXPORT or\n"
+      "                         nbd+unix:///EXPORT?socket=PATH, which also selects it; docs/dev.md)\n"
       "  -o direct              O_DIRECT on the image file\n"
       "  -o sync                every write is synchronous (IO_SYNC)\n"
       "  -o dirty_expire=SECS   data and metadata changed longer ago than this are written without fsync (30)\n"
@@ -329,9 +348,11 @@ std::string usage() {
       "  -o attr_timeout=SECS   kernel attribute and entry cache time (1)\n"
       "  -o stats=PATH          live statistics as JSON, written every stats_interval seconds (1) and at exit;\n"
       "                         read them with vnopfs-stat MOUNTPOINT\n"
+      "  -o stats_format=F      json (default) or prometheus: the stats file in the Prometheus text format\n"
       "  -o layers=L1+L2        VNOP layers over the table, bottom first: trace, sync, nocache, stats, readonly,\n"
       "                         faults:op=OP:errno=E[:every=N:ino=N:path=P:prob=P:seed=S], delay:op=OP:us=N[:dist=exp]\n"
       "                         or /path/mylayer.so[:KEY=VALUE...]: a layer module (docs/experiments.md)\n"
+      "  -o partition=N         serve partition N of the image's MBR or GPT label (docs/dev.md)\n"
       "  -o dev_layers=D1+D2    device layers over the image, bottom first: faults[:op=OP:errno=E:...],\n"
       "                         partition:start=BYTES[:length=BYTES], record:log=PATH (docs/dev.md)\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"

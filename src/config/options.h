@@ -17,7 +17,7 @@ namespace vnopfs::config {
 //   writethrough  the page cache serves reads and mmap; every write() reaches VNOP_WRITE before it returns
 //   writeback     FUSE writeback cache: the kernel buffers writes, owns O_APPEND and mtime/ctime
 enum class kcache { none, writethrough, writeback };
-enum class backend { file, uring };
+enum class backend { file, uring, nbd };  // nbd: IMAGE is an NBD URI (src/dev/nbd.cpp)
 
 struct options {
   // What the command line asks for: mount (the default), or print the usage or the version and exit.
@@ -48,7 +48,9 @@ struct options {
   double attr_timeout = 1.0;    // seconds the kernel may cache attributes and entries
   std::string stats_path;       // live stats JSON (empty: none)
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
+  unsigned partition = 0;       // serve partition N of the image's MBR/GPT label (0: the whole image; src/dev/label.h)
   std::string dev_layers;       // device layers over the backend, bottom first ("record:log=/tmp/l"; src/dev/stack.h)
+  bool stats_prometheus = false;  // stats_format=prometheus: the stats file in the Prometheus text format
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path
   bool subtype = true;          // mount type fuse.vnopfs (default) or plain fuse (-o fstype=fuse, nosubtype)

@@ -1,6 +1,9 @@
 // daemon.cpp: see daemon.h.
 #include "src/daemon/daemon.h"
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -17,6 +20,7 @@
 #include "src/daemon/background.h"
 #include "src/daemon/control_client.h"
 #include "src/daemon/stats_doc.h"
+#include "src/dev/label.h"
 #include "src/fuse/preflight.h"
 #include "vnopfs/buf.h"
 #include "vnops/registry.h"
@@ -67,6 +71,7 @@ namespace {
 std::string bind_to_running(const cfg::options& o, const std::string& abs_image, bool* bound, std::string* note) {
   for (auto& r : control::list_daemons()) {
     if (r.status.value("image", "") != abs_image || r.status.value("state", "") != "mounted") continue;
+    if (r.status.value("partition", 0u) != o.partition) continue;  // another part of the disk image
     std::string dev = r.status.value("dev", "");
     std::string from;
     for (auto& m : control::mount_table())
@@ -86,6 +91,27 @@ std::string bind_to_running(const cfg::options& o, const std::string& abs_image,
             ": " + o.mountpoint + " is a bind mount of it";
     return {};
   }
+  return {};
+}
+
+// -o partition=N: the bytes of partition N of the image's label, for the preflight's checks of what else
+// uses them (the device layer reads the label again through the backend when the daemon opens it).
+std::string partition_range(const cfg::options& o, fuse::image_range* r) {
+  int fd = ::open(o.image.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "image '" + o.image + "': " + errstr(errno);
+  struct stat st{};
+  uint64_t size = 0;
+  int ssz = 512;
+  std::string e;
+  if (::fstat(fd, &st) != 0) e = errstr(errno);
+  else if (S_ISBLK(st.st_mode) && (::ioctl(fd, BLKGETSIZE64, &size) != 0 || ::ioctl(fd, BLKSSZGET, &ssz) != 0)) e = errstr(errno);
+  else if (!S_ISBLK(st.st_mode)) size = static_cast<uint64_t>(st.st_size);
+  dev::partition_extent x;
+  if (e.empty()) e = dev::find_partition(dev::label_reader_fd(fd), size, static_cast<uint32_t>(ssz), o.partition, &x);
+  ::close(fd);
+  if (!e.empty()) return "option 'partition=" + std::to_string(o.partition) + "': image '" + o.image + "': " + e;
+  r->start = x.start;
+  r->length = x.length;
   return {};
 }
 
@@ -112,11 +138,21 @@ std::string prepare(cfg::options* o, prepared* p) {
   o->stats_path = absolute(o->stats_path);
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
+  if (dev::is_nbd_uri(o->image)) o->dev_backend = cfg::backend::nbd;
+  if (o->dev_backend == cfg::backend::nbd) {
+    // No file to lock or to find in the mount table: the export is ours alone (docs/dev.md); the URI is
+    // checked by connecting, in start().
+    if (!dev::is_nbd_uri(o->image)) return "backend=nbd: '" + o->image + "' is not an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH)";
+    return {};
+  }
   char abs[PATH_MAX];
   if (::realpath(o->image.c_str(), abs) != nullptr) {
     if (std::string e = bind_to_running(*o, abs, &p->bound, &p->note); !e.empty() || p->bound) return e;
   }
-  return fuse::preflight_image(&o->image, o->rdonly, &p->lock_fd, kLockWaitSeconds, &p->note);
+  fuse::image_range range;
+  if (o->partition)
+    if (std::string e = partition_range(*o, &range); !e.empty()) return e;
+  return fuse::preflight_image(&o->image, o->rdonly, &p->lock_fd, kLockWaitSeconds, &p->note, range);
 }
 
 fs_daemon::~fs_daemon() = default;
@@ -128,7 +164,11 @@ fs_daemon::stats_link_hold::~stats_link_hold() {
 std::string fs_daemon::open_device() {
   int err = 0;
   std::unique_ptr<dev::device> backend;
-  if (o_.dev_backend == cfg::backend::uring) {
+  if (o_.dev_backend == cfg::backend::nbd) {
+    dev::nbd_options n;
+    n.readonly = o_.rdonly;
+    backend = dev::make_nbd_device(o_.image, n, &err);
+  } else if (o_.dev_backend == cfg::backend::uring) {
     dev::uring_options u;
     u.direct = o_.direct;
     u.readonly = o_.rdonly;
@@ -144,6 +184,34 @@ std::string fs_daemon::open_device() {
     return "image '" + o_.image + "': cannot open the " + cfg::backend_name(o_.dev_backend) +
            " device: " + errstr(err ? err : EIO);
   devices_ = std::make_unique<dev::dev_stack>(std::move(backend));
+  if (o_.partition) {
+    // The label is read again here, through the backend, so the window is the one of the device served.
+    dev::device* b = devices_->backend();
+    dev::partition_extent x;
+    // A label's LBA is the logical sector of a block device, 512 bytes in an image file (whose O_DIRECT
+    // alignment, b->sector_size(), may be 4096).
+    struct stat st{};
+    uint32_t lba = ::stat(o_.image.c_str(), &st) == 0 && S_ISBLK(st.st_mode) ? b->sector_size() : 512;
+    auto read = [b](uint64_t off, void* buf, size_t len) -> int {
+      uint64_t sec = std::max<uint32_t>(b->sector_size(), 512);
+      uint64_t lo = off / sec * sec, hi = (off + len + sec - 1) / sec * sec;
+      void* bounce = std::aligned_alloc(sec, hi - lo);  // O_DIRECT wants aligned memory, offsets and lengths
+      if (!bounce) return ENOMEM;
+      int e = dev::dev_sync_io(*b, dev::io_op::read, lo, bounce, hi - lo);
+      if (!e) std::memcpy(buf, static_cast<char*>(bounce) + (off - lo), len);
+      std::free(bounce);
+      return e;
+    };
+    std::string e = dev::find_partition(read, b->size(), lba, o_.partition, &x);
+    if (e.empty()) {
+      dev::dev_layer_spec p;
+      p.name = "partition";
+      p.args = {{"start", std::to_string(x.start)}, {"length", std::to_string(x.length)}};
+      p.text = "partition=" + std::to_string(o_.partition) + " (" + x.scheme + ")";
+      e = devices_->push({p});
+    }
+    if (!e.empty()) return "option 'partition=" + std::to_string(o_.partition) + "': " + e;
+  }
   std::vector<dev::dev_layer_spec> specs;
   std::string e = dev::parse_dev_layers(o_.dev_layers, &specs);  // checked by prepare: cannot fail here
   if (e.empty()) e = devices_->push(specs);
@@ -273,7 +341,8 @@ nlohmann::json fs_daemon::stats_json() {
 
 std::string fs_daemon::start_stats() {
   if (o_.stats_path.empty()) return {};
-  stats_writer_ = std::make_unique<fuse::stats_writer>(o_.stats_path, o_.stats_interval, [this] { return stats_json(); });
+  stats_writer_ = std::make_unique<fuse::stats_writer>(o_.stats_path, o_.stats_interval, [this] { return stats_json(); },
+                                                       o_.stats_prometheus);
   if (int e = stats_writer_->write_now()) return "stats file '" + o_.stats_path + "': " + errstr(e);
   ::mkdir("/run/vnopfs", 0755);
   std::string link = fuse::stats_link_path(o_.mountpoint);
@@ -314,6 +383,7 @@ nlohmann::json fs_daemon::status_json() {
           {"image", o_.image},
           {"mountpoint", o_.mountpoint},
           {"dev", dev_},
+          {"partition", o_.partition},
           {"state", serving_ ? "mounted" : "flushing"},
           {"ro", fs_rdonly()},
           {"fstype", o_.subtype ? "fuse.vnopfs" : "fuse"},

@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include "src/fuse/prometheus.h"
+
 namespace vnopfs::fuse {
 
-stats_writer::stats_writer(std::string path, double interval_s, source src)
-    : path_(std::move(path)), interval_(interval_s), src_(std::move(src)) {}
+stats_writer::stats_writer(std::string path, double interval_s, source src, bool prometheus)
+    : path_(std::move(path)), interval_(interval_s), src_(std::move(src)), prometheus_(prometheus) {}
 
 stats_writer::~stats_writer() { stop(); }
 
@@ -39,7 +41,7 @@ int stats_writer::write_now() {
   std::lock_guard w(write_mu_);
   std::string text;
   try {
-    text = src_().dump(1) + "\n";
+    text = prometheus_ ? stats_to_prometheus(src_()) : src_().dump(1) + "\n";
   } catch (...) {
     return ENOMEM;
   }

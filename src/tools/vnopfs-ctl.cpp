@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
     std::printf("%s on %s: pid %d, %s, %s, %s\n", s.value("image", "?").c_str(), s.value("mountpoint", "?").c_str(),
                 s.value("pid", 0), s.value("state", "?").c_str(), s.value("ro", false) ? "ro" : "rw",
                 s.value("fstype", "?").c_str());
-    if (s.contains("device_stack") && s["device_stack"].size() > 1) {  // layers over the backend: top first
+    if (s.contains("device_stack") && !s["device_stack"].empty()) {  // the backend and the layers over it, top first
       std::string stack;
       for (auto it = s["device_stack"].rbegin(); it != s["device_stack"].rend(); ++it)
         stack += (stack.empty() ? "" : " over ") + it->get<std::string>().substr(0, it->get<std::string>().find('('));

@@ -2,6 +2,7 @@
 //
 //   vnopfs-stat MOUNTPOINT          readable summary
 //   vnopfs-stat --json MOUNTPOINT   the raw JSON the daemon writes
+//   vnopfs-stat --prometheus MOUNTPOINT   the same in the Prometheus text format (src/fuse/prometheus.h)
 //   vnopfs-stat --file PATH         read a stats file directly
 //
 // The daemon links /run/vnopfs/<fnv1a64 of the mountpoint's absolute path>.json to its stats file.
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/fuse/preflight.h"
+#include "src/fuse/prometheus.h"
 
 namespace {
 
@@ -100,18 +102,19 @@ void print(const json& j) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: vnopfs-stat [--json] MOUNTPOINT | vnopfs-stat [--json] --file STATS.json\n");
+  std::fprintf(stderr, "usage: vnopfs-stat [--json|--prometheus] MOUNTPOINT | vnopfs-stat [--json|--prometheus] --file STATS.json\n");
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool raw = false;
+  bool raw = false, prom = false;
   std::string mnt, file;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--json") raw = true;
+    else if (a == "--prometheus") prom = true;
     else if (a == "--file" && i + 1 < argc) file = argv[++i];
     else if (a == "-h" || a == "--help") { usage(); return 0; }
     else if (!a.empty() && a[0] == '-') return usage();
@@ -141,10 +144,23 @@ int main(int argc, char** argv) {
   try {
     j = json::parse(in);
   } catch (const std::exception& e) {
+    in.clear();
+    in.seekg(0);
+    std::string first;
+    if (std::getline(in, first) && first.rfind("# HELP ", 0) == 0) {  // -o stats_format=prometheus
+      if (prom) {
+        std::cout << first << "\n" << in.rdbuf();
+        return 0;
+      }
+      std::fprintf(stderr, "vnopfs-stat: '%s' is in the Prometheus text format (stats_format=prometheus): "
+                   "read it with --prometheus\n", file.c_str());
+      return 1;
+    }
     std::fprintf(stderr, "vnopfs-stat: '%s': %s\n", file.c_str(), e.what());
     return 1;
   }
-  if (raw) std::cout << j.dump(1) << "\n";
+  if (prom) std::cout << vnopfs::fuse::stats_to_prometheus(j);
+  else if (raw) std::cout << j.dump(1) << "\n";
   else print(j);
   return 0;
 }
