@@ -79,6 +79,12 @@ bool faults_device::choose(const io_request* r, fault_rule* out) {
       case fault_action::fail: counts_.failed++; break;
       case fault_action::delay: counts_.delayed++; break;
       case fault_action::tear: (r->op == io_op::write ? counts_.torn : counts_.failed)++; break;
+      case fault_action::shortw:
+        (r->op == io_op::write || r->op == io_op::read ? counts_.shortened : counts_.failed)++;
+        break;
+      case fault_action::drop:
+        (r->op == io_op::write || r->op == io_op::flush ? counts_.dropped : counts_.failed)++;
+        break;
     }
     return true;
   }
@@ -105,11 +111,25 @@ void faults_device::submit(io_request* r) {
               (unsigned long long)r->length, (unsigned long long)keep);
       return send_down(r, keep, f.error);
     }
+    case fault_action::shortw: {
+      if (r->op != io_op::write && r->op != io_op::read) return defer(r, f.error, 0);
+      uint64_t sec = std::max<uint32_t>(below_->sector_size(), 1);
+      uint64_t keep = std::min(f.tear_bytes ? f.tear_bytes : r->length / 2 / sec * sec, r->length);
+      DEV_LOG("%s: short %s [%llu, +%llu): %llu bytes", name().c_str(), r->op == io_op::write ? "write" : "read",
+              (unsigned long long)r->offset, (unsigned long long)r->length, (unsigned long long)keep);
+      if (keep == 0) return defer(r, 0, 0, 0);  // a transfer of nothing, reported as such
+      return send_down(r, keep, 0, /*cut=*/true);
+    }
+    case fault_action::drop:
+      if (r->op == io_op::write) return defer(r, 0, 0, r->length);  // the lie: all of it, "written"
+      if (r->op == io_op::flush) return defer(r, 0, 0, 0);
+      return defer(r, f.error, 0);
   }
 }
 
-void faults_device::defer(io_request* r, int err, uint64_t delay_ns) {
+void faults_device::defer(io_request* r, int err, uint64_t delay_ns, uint64_t bytes) {
   r->dev_error = err;
+  r->dev_bytes = bytes;
   r->dev_deadline_ns = delay_ns ? now_ns() + delay_ns : 0;
   deferred_.push(r);
 }
@@ -117,16 +137,17 @@ void faults_device::defer(io_request* r, int err, uint64_t delay_ns) {
 void faults_device::run_deferred(void* ctx, io_request* r) {
   auto* self = static_cast<faults_device*>(ctx);
   if (r->dev_error == kForward) return self->send_down(r, 0, 0);
-  finish(self->st_, r, r->dev_error, 0);
+  finish(self->st_, r, r->dev_error, size_t(r->dev_bytes));
   self->gate_.leave();
 }
 
-// Sends r down as a child; tear_len != 0 cuts a write to that prefix and reports tear_err at completion.
-void faults_device::send_down(io_request* r, uint64_t tear_len, int tear_err) {
+// Sends r down as a child; tear_len != 0 (or cut) cuts a read or write to that prefix, and tear_err is
+// reported at completion.
+void faults_device::send_down(io_request* r, uint64_t tear_len, int tear_err, bool cut) {
   child_request* c;
   try {
     c = child_request::make(r, this, &child_done);
-    if (tear_len || tear_err) {
+    if (tear_len || tear_err || cut) {
       // Keep the first tear_len bytes of the iovecs.
       c->clear_iov();
       uint64_t left = tear_len;

@@ -7,6 +7,12 @@
 // - tear:  a write goes down cut to its first rule.tear_bytes bytes (0: half of it, rounded down to the
 //          sector size of the device below); when that prefix is written the request completes with
 //          rule.error and bytes = the prefix. A tear rule fails requests that are not writes.
+// - shortw: a write goes down cut to a prefix as for tear, and completes with NO error and bytes = the
+//          prefix (a device that transfers less than asked and says so only through the byte count).
+//          Reads are cut the same way (the rest of the caller's buffer is left untouched). Other ops fail.
+// - drop:  a write does not go down and completes with success and bytes = its length (the device lies:
+//          a lost write, as a disk with a volatile cache and no barrier support, or a misdirected write).
+//          A dropped flush completes with success without reaching the device below. Reads fail.
 // A rule fires for a request when: the op is in rule.ops; the request overlaps [lo, hi) (flushes have no
 // range and always overlap); it is the every_nth-th, 2*every_nth-th ... request matching so far (0 or 1:
 // every one); then, if probability < 1, a draw from the rule's own generator seeded with rule.seed (so the
@@ -29,7 +35,7 @@
 
 namespace vnopfs::dev {
 
-enum class fault_action : uint8_t { fail, delay, tear };
+enum class fault_action : uint8_t { fail, delay, tear, shortw, drop };
 
 constexpr uint32_t op_bit(io_op op) { return 1u << unsigned(op); }
 constexpr uint32_t kAllOps = 0xf;
@@ -43,12 +49,12 @@ struct fault_rule {
   uint64_t seed = 0;
   int error = EIO;                 // fail and tear
   uint64_t delay_ns = 0;           // delay
-  uint64_t tear_bytes = 0;         // tear
+  uint64_t tear_bytes = 0;         // tear and shortw
   uint64_t limit = 0;              // fire at most this many times (0: no limit)
 };
 
 struct fault_counts {
-  uint64_t failed = 0, delayed = 0, torn = 0, passed = 0;
+  uint64_t failed = 0, delayed = 0, torn = 0, shortened = 0, dropped = 0, passed = 0;
 };
 
 class faults_device final : public device_wrapper {
@@ -74,8 +80,8 @@ class faults_device final : public device_wrapper {
     uint64_t matched = 0, fired = 0;
   };
   bool choose(const io_request* r, fault_rule* out);  // mu_ taken inside
-  void send_down(io_request* r, uint64_t tear_len, int tear_err);
-  void defer(io_request* r, int err, uint64_t delay_ns);
+  void send_down(io_request* r, uint64_t tear_len, int tear_err, bool cut = false);
+  void defer(io_request* r, int err, uint64_t delay_ns, uint64_t bytes = 0);
   static void run_deferred(void* ctx, io_request* r);
   static void child_done(io_request* c, int err, size_t bytes);
 

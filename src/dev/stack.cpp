@@ -86,6 +86,8 @@ std::string faults_rule(const dev_layer_spec& s, fault_rule* r) {
       if (v == "fail") r->action = fault_action::fail;
       else if (v == "delay") r->action = fault_action::delay;
       else if (v == "tear") r->action = fault_action::tear;
+      else if (v == "short") r->action = fault_action::shortw;
+      else if (v == "drop") r->action = fault_action::drop;
       else return bad(k, v);
     } else if (k == "prob") {
       char* end = nullptr;

@@ -142,6 +142,38 @@ TEST_CASE("faults: tear writes a prefix and reports EIO with its length", "[dev]
   CHECK(dev_sync_io(*f, io_op::write, 0, a.data(), 3000) == 0);
 }
 
+TEST_CASE("faults: short transfers a prefix without an error; drop reports success and writes nothing", "[dev][faults]") {
+  auto m = plain_mem();
+  auto f = make_faults(m.get());
+  fault_rule r;
+  r.action = fault_action::shortw;
+  r.tear_bytes = 1024;
+  r.limit = 2;
+  f->add_rule(r);
+  std::vector<char> a(4096, 'a'), rd(4096, 'x');
+  size_t got = 99;
+  CHECK(dev_sync_io(*f, io_op::write, 0, a.data(), a.size(), 0, &got) == 0);
+  CHECK(got == 1024);
+  m->peek(0, rd.data(), rd.size());
+  CHECK(std::count(rd.begin(), rd.end(), 'a') == 1024);
+  CHECK(dev_sync_io(*f, io_op::read, 0, rd.data(), rd.size(), 0, &got) == 0);  // a short read
+  CHECK(got == 1024);
+  CHECK(f->counts().shortened == 2);
+  f->clear_rules();
+  r = {};
+  r.action = fault_action::drop;
+  f->add_rule(r);
+  std::vector<char> b(4096, 'b');
+  CHECK(dev_sync_io(*f, io_op::write, 8192, b.data(), b.size(), 0, &got) == 0);
+  CHECK(got == 4096);
+  CHECK(dev_sync_io(*f, io_op::flush, 0, nullptr, 0) == 0);
+  m->peek(8192, rd.data(), rd.size());
+  CHECK(std::count(rd.begin(), rd.end(), 0) == 4096);  // never reached the device
+  CHECK(dev_sync_io(*f, io_op::read, 8192, rd.data(), rd.size()) == EIO);
+  CHECK(f->counts().dropped == 2);
+  CHECK(f->counts().failed == 1);
+}
+
 TEST_CASE("faults: a rule added while requests run applies to later ones", "[dev][faults]") {
   auto m = plain_mem();
   auto f = make_faults(m.get());

@@ -42,9 +42,10 @@ path_fs::path_fs(const std::string& mkfs_opts, const std::string& size, const st
   REQUIRE(mount_image() == 0);
 }
 
-std::unique_ptr<path_fs> path_fs::adopt(const std::string& image, int* mount_err) {
+std::unique_ptr<path_fs> path_fs::adopt(const std::string& image, int* mount_err, bool with_faults) {
   std::unique_ptr<path_fs> f(new path_fs(adopt_tag{}));
   f->img_ = image;
+  f->with_faults_ = with_faults;
   *mount_err = f->mount_image();
   return f;
 }
@@ -52,7 +53,7 @@ std::unique_ptr<path_fs> path_fs::adopt(const std::string& image, int* mount_err
 path_fs::~path_fs() { (void)unmount(); }
 
 int path_fs::mount_image() {
-  m_ = std::make_unique<mounted>(img_, false, 8u << 20, false, table_);
+  m_ = std::make_unique<mounted>(img_, false, 8u << 20, with_faults_, table_);
   int err = m_->mount_error();
   if (err) m_.reset();
   return err;

@@ -31,7 +31,9 @@ class path_fs {
   // table: which table of the registry (vnops/registry.h) the image is mounted as.
   explicit path_fs(const std::string& mkfs_opts = "-b 1024", const std::string& size = "16M",
                    const std::string& table = "ext2");
-  static std::unique_ptr<path_fs> adopt(const std::string& image, int* mount_err);
+  // with_faults: a faults layer (src/dev/faults.h) sits under the mount (faults()), across remounts too.
+  static std::unique_ptr<path_fs> adopt(const std::string& image, int* mount_err, bool with_faults = false);
+  vnopfs::dev::faults_device* faults() const { return m_ ? m_->faults() : nullptr; }
   ~path_fs();
 
   // Unmounts (if mounted) and returns VFS_UNMOUNT's result; the image can then be checked.
@@ -80,6 +82,7 @@ class path_fs {
   tmpdir tmp_;
   std::string img_;
   std::string table_ = "ext2";
+  bool with_faults_ = false;
   std::unique_ptr<mounted> m_;
 };
 
