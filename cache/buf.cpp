@@ -926,14 +926,18 @@ int vnode_take_error(vnode* vp) {
   return take_error_locked(vp->v_bufs);
 }
 
-void buf_vnode_reclaim(vnode* vp) {
+int buf_vnode_reclaim(vnode* vp) {
   bufcache* c = cache_of(vp);
-  if (c == nullptr) return;
+  if (c == nullptr) return 0;
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vp->v_bufs;
-  if (vb == nullptr) return;
+  if (vb == nullptr) return 0;
   vb->reclaiming = true;
   while (vb->numoutput > 0) vb_wait_locked(vb, g);
+  // Dirty buffers here are writes that failed (the filesystem flushed before reclaim): discarding them
+  // loses data some writer was told was written, which must not go unreported (the fault matrix found
+  // fsync returning 0 on the inode's next vnode).
+  const int owed = (!vb->dirty.empty() || vb->error != 0 || vb->sticky) ? EIO : 0;
   discard_locked(c, vb, g, [](buf*) { return true; });
   while (vb->pushing) vb_wait_locked(vb, g);
   while (vb->waiters) {  // someone woken by the last notify has not run yet: vb must outlive its wait
@@ -945,6 +949,25 @@ void buf_vnode_reclaim(vnode* vp) {
   if (vb->vb_dirtylink.is_linked()) c->dirty_vnodes.erase(c->dirty_vnodes.iterator_to(*vb));
   vp->v_bufs = nullptr;
   delete vb;
+  return owed;
+}
+
+bool buf_vnode_write_failed(vnode* vp) {
+  bufcache* c = cache_of(vp);
+  if (c == nullptr) return false;
+  std::lock_guard g(c->mtx);
+  return vp->v_bufs != nullptr && (vp->v_bufs->sticky || vp->v_bufs->error != 0);
+}
+
+int buf_vnode_set_lost(vnode* vp) {
+  bufcache* c = cache_of(vp);
+  if (c == nullptr) return 0;
+  std::lock_guard g(c->mtx);
+  vnode_bufs* vb = vb_get_locked(c, vp);
+  if (vb == nullptr) return ENOMEM;
+  vb->error = EIO;
+  vb->sticky = true;
+  return 0;
 }
 
 bool vnode_tryget_locked(vnode* vp) {

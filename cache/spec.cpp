@@ -54,7 +54,7 @@ int spec_fsync(vnop_fsync_args* ap) {
 }
 
 int spec_reclaim(vnop_reclaim_args* ap) {
-  buf_vnode_reclaim(ap->a_vp);
+  (void)buf_vnode_reclaim(ap->a_vp);
   return 0;
 }
 

@@ -229,7 +229,17 @@ void buf_vnode_waitforwrites(vnode* vp);
 // True when vp has dirty buffers.
 bool buf_vnode_isdirty(vnode* vp);
 // Called from VNOP_RECLAIM: writes nothing (the filesystem flushed, or the file is deleted), discards every
-// buffer of vp, frees vp->v_bufs.
-void buf_vnode_reclaim(vnode* vp);
+// buffer of vp, frees vp->v_bufs. Returns EIO when that lost something a caller was still owed: dirty data
+// (its writes failed, so the filesystem's flush could not clean it) or a write error no flush has reported
+// yet; else 0. A filesystem keeps that error for the inode's next vnode (buf_vnode_set_lost).
+int buf_vnode_reclaim(vnode* vp);
+// Marks vp as having lost written data: every later buf_flushdirtyblks(MNT_WAIT) of it returns EIO, as
+// after a write dropped for good (max_write_retries). For a new vnode of an inode whose previous vnode's
+// reclaim returned EIO. Returns ENOMEM when the per-vnode state cannot be allocated (nothing changed).
+int buf_vnode_set_lost(vnode* vp);
+// True when a write of vp's buffers failed and no flush with wait has reported it yet, or vp lost written
+// data for good (a write dropped after max_write_retries, or buf_vnode_set_lost). Takes nothing: the
+// next buf_flushdirtyblks(MNT_WAIT) of vp still reports it.
+bool buf_vnode_write_failed(vnode* vp);
 
 }  // namespace vnopfs

@@ -43,7 +43,7 @@ int b_strategy(vnop_strategy_args* ap) {
   return buf_strategy(buf_vnode(bp)->v_mount->mnt_devvp, bp);
 }
 int b_reclaim(vnop_reclaim_args* ap) {
-  buf_vnode_reclaim(ap->a_vp);
+  (void)buf_vnode_reclaim(ap->a_vp);
   return 0;
 }
 

@@ -37,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "vnopfs/buf.h"
@@ -152,6 +153,10 @@ struct ext2_mount {
   size_t m_names_kept_max = 65536;                      // [const after mount; tests lower it]
   std::atomic<uint64_t> m_names_lost{0};
   std::atomic<uint64_t> m_names_synced{0};
+  // Inodes whose reclaimed vnode lost written data (buf_vnode_reclaim returned EIO: its writes failed):
+  // iget marks the next vnode with buf_vnode_set_lost, so every later fsync of the file says EIO instead
+  // of 0. Beyond m_names_kept_max entries the loss is only logged. [m_names_lock]
+  std::unordered_set<uint32_t> m_lost_writes;
 };
 
 inline ext2_mount* ext2_mount_of(const mount* mp) { return static_cast<ext2_mount*>(mp->mnt_data); }

@@ -134,6 +134,12 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
     if (!err) keep(sync_new_names(ip));
     if (waitfor == MNT_WAIT) keep(ext2_sbupdate(m, true));
     keep(ext2_dev_flush(m));
+    // Metadata (directory, indirect, inode-table blocks) lives on the device vnode, and the flusher may
+    // have written it and failed before this fsync came: the block is dirty again (or dropped) but no
+    // longer noted as this inode's, so only the device vnode's failure can say that the file's names or
+    // block pointers may not be on the device. Conservative: every fsync says EIO from a failed metadata
+    // write until a sync(2) (VFS_SYNC with wait) has reported it.
+    if (!err && buf_vnode_write_failed(m->m_devvp)) keep(EIO);
   }
   return err;
 }

@@ -92,17 +92,23 @@ int attach_vnode(ext2_mount* m, ext2_inode_info* ip, vnode** vpp) {
   // The trail a reclaim kept (fsync.cpp). The previous vnode of this inode left the hash only after its
   // reclaim, so whatever it kept is there by now.
   uint32_t trail = 0;
+  bool lost = false;
   {
     std::lock_guard g(m->m_names_lock);
     if (auto it = m->m_names_kept.find(ip->i_ino); it != m->m_names_kept.end()) {
       trail = it->second;
       m->m_names_kept.erase(it);
     }
+    lost = m->m_lost_writes.count(ip->i_ino) != 0;
   }
   if (trail) {
     std::lock_guard g(ip->i_lock);
     ip->i_new_parent = trail;
   }
+  // Kept in m_lost_writes until the mount ends: the loss is sticky for every later vnode, as for a write
+  // dropped after its retries. Without memory for the cache's per-vnode state the loss goes unreported.
+  if (lost && buf_vnode_set_lost(vp) != 0)
+    VLOG_ERR("ext2 %s: inode %u: lost writes cannot be reported (no memory)", m->m_mp->mnt_from.c_str(), ip->i_ino);
   *vpp = vp;
   return 0;
 }
@@ -445,6 +451,10 @@ int ext2_vnop_inactive(vnop_inactive_args* ap) {
       unlinked = ext2_i_nlink(ip) == 0 && ext2_i_mode(ip) != 0;
     }
     if (m->m_rdonly) return 0;
+    if (unlinked) {  // the inode number may serve another file next: its lost writes are not that file's
+      std::lock_guard g(m->m_names_lock);
+      m->m_lost_writes.erase(ip->i_ino);
+    }
     int err = unlinked ? free_unlinked(vp, ip) : ext2_fsync_vnode(vp, MNT_WAIT, /*flush_device=*/false);
     if (err)
       VLOG_ERR("ext2 %s: inode %u: %s at last reference failed: errno %d", m->m_mp->mnt_from.c_str(), ip->i_ino,
@@ -471,6 +481,18 @@ void keep_trail(ext2_inode_info* ip) {
   m->m_names_lost++;
 }
 
+// Written data of ip that its reclaim discarded because its writes failed: the next vnode reports it.
+void keep_lost_writes(ext2_inode_info* ip) {
+  ext2_mount* m = ip->i_mnt;
+  VLOG_ERR("ext2 %s: inode %u: written data lost (its writes failed); later fsyncs of it return EIO",
+           m->m_mp->mnt_from.c_str(), ip->i_ino);
+  std::lock_guard g(m->m_names_lock);
+  try {
+    if (m->m_lost_writes.size() < m->m_names_kept_max) m->m_lost_writes.insert(ip->i_ino);
+  } catch (const std::bad_alloc&) {
+  }
+}
+
 }  // namespace
 
 int ext2_vnop_reclaim(vnop_reclaim_args* ap) {
@@ -482,7 +504,7 @@ int ext2_vnop_reclaim(vnop_reclaim_args* ap) {
       (void)ext2_iupdate(ip, false);
     if (ip->i_new_parent != 0 && ext2_i_nlink(ip) != 0) keep_trail(ip);
   }
-  buf_vnode_reclaim(vp);
+  if (buf_vnode_reclaim(vp) != 0 && ip != nullptr && ext2_i_nlink(ip) != 0) keep_lost_writes(ip);
   delete ip;
   vp->v_data = nullptr;
   return 0;

@@ -164,7 +164,7 @@ inline int t_strategy(vnop_strategy_args* ap) {
 }
 
 inline int t_reclaim(vnop_reclaim_args* ap) {
-  buf_vnode_reclaim(ap->a_vp);
+  (void)buf_vnode_reclaim(ap->a_vp);
   delete static_cast<tnode*>(ap->a_vp->v_data);
   ap->a_vp->v_data = nullptr;
   return 0;
