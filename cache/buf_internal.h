@@ -257,7 +257,9 @@ enum class push_class { All, Early, Late };
 // Writes vp's dirty buffers (those dirtied before the call) of the class in logical order as one I/O per
 // physical run of at most max_io_blocks. push_wait::Yes waits for busy dirty buffers and then for every
 // write in flight. Serialised per vnode. Returns 0 or ENOMEM (write errors are recorded on the vnode).
-int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All);
+// *found (if given) is false only when vp certainly had no dirty buffer of the class to push: an async
+// push skipped because another push of vp runs, or one that failed with ENOMEM, sets it true.
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All, bool* found = nullptr);
 // Writes the given busy buffers (consecutive logical blocks of one vnode) as few I/Os as the mapping
 // allows; completion releases them.
 void write_run(bufcache* c, vnode* vp, buf** bps, size_t n);

@@ -47,15 +47,6 @@ bool device_flush(bufcache* c) {
   return err == 0;
 }
 
-bool dev_has_early(bufcache* c) {
-  std::lock_guard g(c->mtx);
-  vnode_bufs* vb = c->devvp->v_bufs;
-  if (vb == nullptr) return false;
-  for (buf& b : vb->dirty)
-    if (b.b_flags.load(std::memory_order_relaxed) & B_EARLY) return true;
-  return false;
-}
-
 uint64_t dirty_now(bufcache* c) {
   std::lock_guard g(c->mtx);
   return c->ndirty.load(std::memory_order_relaxed);
@@ -101,8 +92,11 @@ void flush_pass(bufcache* c, flush_reason why) {
   // inode before the entry naming it, cleared pointers before the frees): none of the delayed metadata
   // below may become stable without them.
   if (!device_flush(c)) return;
-  if (dev_has_early(c)) {
-    push_vnode(c, c->devvp, push_wait::No, push_class::Early);
+  // push_vnode finds the B_EARLY buffers in the snapshot it takes anyway: no second scan of the device
+  // vnode's dirty list under the cache mutex.
+  bool early = false;
+  push_vnode(c, c->devvp, push_wait::No, push_class::Early, &early);
+  if (early) {
     buf_vnode_waitforwrites(c->devvp);
     if (!device_flush(c)) return;
   }

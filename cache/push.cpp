@@ -148,7 +148,7 @@ int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool reada
   return first_err;
 }
 
-int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which) {
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* found) {
   const bool w = wait == push_wait::Yes;
   struct item {
     daddr64_t lblkno;
@@ -158,9 +158,13 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which) {
   std::vector<buf*> run;
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vp->v_bufs;
+  if (found) *found = false;
   if (vb == nullptr) return 0;
   while (vb->pushing) {
-    if (!w) return 0;  // an async push of a vnode already being pushed adds nothing
+    if (!w) {  // an async push of a vnode already being pushed adds nothing
+      if (found) *found = true;  // the other push may be writing buffers of the class
+      return 0;
+    }
     vb_wait_locked(vb, g);
   }
   vb->pushing = true;
@@ -175,6 +179,7 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which) {
     err = ENOMEM;
     list.clear();
   }
+  if (found) *found = err != 0 || !list.empty();
   // Sorted without the cache mutex: the snapshot holds the block numbers (buffers are type-stable, and
   // each one is re-checked below before it is taken).
   g.unlock();
