@@ -793,7 +793,8 @@ int buf_strategy(vnode* devvp, buf* bp) {
   // A synchronous read is waited for by its submitter, which holds no cache lock here (never across a VNOP
   // call) and no lock buf_biodone takes: the device may read in this thread, saving the two hand-offs of the
   // worker queue (cold random 4 KiB reads: 4.0 -> 1.9 context switches per read; docs/bench.md).
-  if (read && !has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
+  // A synchronous direct write (buf_physio) is waited for the same way.
+  if ((read || has(bp, B_PHYS)) && !has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
   r->offset = static_cast<uint64_t>(bp->b_blkno) << c->bshift;
   if (!has(bp, B_PHYS)) {  // buf_physio filled the iovecs from its uio
     r->clear_iov();
@@ -869,7 +870,27 @@ void buf_invalidate_range(vnode* vp, daddr64_t first, daddr64_t last) {
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vp->v_bufs;
   if (vb == nullptr) return;
-  discard_locked(c, vb, g, [&](buf* b) { return b->b_lblkno >= first && b->b_lblkno < last; });
+  // A short range of a vnode with many buffers (a direct write over a file that was read into the cache):
+  // one hash lookup per block instead of a scan of every buffer of the vnode.
+  if (last > first && static_cast<uint64_t>(last - first) < vb->clean.size() + vb->dirty.size()) {
+    for (daddr64_t lb = first; lb < last;) {
+      buf* bp = incore_locked(c, vp, lb);
+      if (bp == nullptr) {
+        lb++;
+        continue;
+      }
+      if (bp->b_lflags & BL_BUSY) {
+        wait_busy_locked(bp, g);  // it may have gone or changed identity meanwhile: look again
+        continue;
+      }
+      bbusy_locked(c, bp);
+      invalidate_locked(c, bp);
+      brelse_locked(c, bp);
+      lb++;
+    }
+  } else {
+    discard_locked(c, vb, g, [&](buf* b) { return b->b_lblkno >= first && b->b_lblkno < last; });
+  }
   if (vb->ra_next > first) vb->ra_next = first;
 }
 

@@ -64,6 +64,9 @@ struct mount_args {
   bool posix_acl = false;  // POSIX ACLs, if the format can store them (then MNT_POSIXACL)
   size_t cache_bytes = 256u << 20;   // buffer cache size
   uint32_t flush_age_ms = 30000;     // delayed writes older than this are written (bufcache_config)
+  // A write whose whole-block part is at least this many bytes, to a file with no dirty buffer, skips the
+  // buffer cache: its blocks go straight to the device from the request's memory (ext2 table; 0: never).
+  size_t direct_min = 0;
   const vnop_table* layers = nullptr;  // nullptr: the filesystem's own table
   // MNT_UPDATE: change a mounted filesystem to rdonly (only that field counts; mnt_flag keeps its mount-time
   // value, VFS_STATFS's ST_RDONLY tells the state). To read-only: everything is flushed and the filesystem

@@ -120,6 +120,13 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->cache_bytes = n;
     return {};
   }
+  if (key == "direct_min") {
+    if (auto e = need_value(); !e.empty()) return e;
+    size_t n;
+    if (!parse_size(v, &n) || n > (1u << 30)) return bad_value(key, v) + " (a size up to 1G, or 0 for never)";
+    o->direct_min = n;
+    return {};
+  }
   if (key == "dirty_expire") {
     if (auto e = need_value(); !e.empty()) return e;
     long n;
@@ -334,6 +341,7 @@ std::string usage() {
       "                         (data and metadata on the device before each call returns)\n"
       "  -o dev_queue=merge|nomerge  the device queue folds adjacent writes into one (merge, default) or not\n"
       "  -o cache_size=SIZE     buffer cache size, with K/M/G (256M)\n"
+      "  -o direct_min=SIZE     writes of at least SIZE whole blocks skip the cache (128K; 0: never)\n"
       "  -o backend=file|uring|nbd  device backend (file; nbd: IMAGE is an NBD URI, nbd://HOST/EXPORT or\n"
       "                         nbd+unix:///EXPORT?socket=PATH, which also selects it; docs/dev.md)\n"
       "  -o direct              O_DIRECT on the image file\n"

@@ -32,6 +32,7 @@ struct options {
   bool dev_queue_merge = true;  // the file backend's queue folds adjacent writes (dev_queue=nomerge: off)
   kcache kcache_mode = kcache::writethrough;
   size_t cache_bytes = 256u << 20;
+  size_t direct_min = 128u << 10;  // large aligned writes go straight to the device (mount_args::direct_min)
   uint32_t dirty_expire_s = 30;  // changes older than this are written without fsync (the syncer + flusher)
   backend dev_backend = backend::file;
   bool direct = false;          // O_DIRECT on the backing file

@@ -235,6 +235,7 @@ std::string fs_daemon::mount_fs() {
   a.posix_acl = o_.acl;
   a.cache_bytes = o_.cache_bytes;
   a.flush_age_ms = o_.dirty_expire_s * 1000;
+  a.direct_min = o_.direct_min;
   a.layers = layers_->top();  // the table's own when no layer is stacked
   mnt_.mnt_op = t->vfs;
   mnt_.mnt_from = o_.image;
@@ -321,7 +322,7 @@ nlohmann::json fs_daemon::stats_json() {
                   {"cache_size", o_.cache_bytes}, {"direct", o_.direct}, {"sync", o_.sync},
                   {"threads", o_.threads}, {"ro", o_.rdonly}, {"layers", o_.layers}, {"table", o_.table},
                   {"dev_queue", o_.dev_queue_merge ? "merge" : "nomerge"}, {"dev_layers", o_.dev_layers},
-                  {"dirty_expire", o_.dirty_expire_s}, {"lazytime", o_.lazytime}};
+                  {"dirty_expire", o_.dirty_expire_s}, {"direct_min", o_.direct_min}, {"lazytime", o_.lazytime}};
   if (syncer_) j["syncer"] = {{"runs", syncer_->runs()}};
   j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();
   if (vfs_mounted_) {

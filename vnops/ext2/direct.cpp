@@ -123,6 +123,29 @@ int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF) {
   return err;
 }
 
+int ext2_direct_write_blocks(vnode* vp, uio* u, size_t len) {
+  const uint64_t bs = VTOI(vp)->i_mnt->m_block_size;
+  const daddr64_t first = static_cast<daddr64_t>(static_cast<uint64_t>(u->offset()) / bs);
+  int err = 0;
+  for (size_t left = len; left > 0;) {
+    const uint64_t off = static_cast<uint64_t>(u->offset());
+    daddr64_t pbn;
+    size_t run;
+    if ((err = map_run(vp, off, std::min<uint64_t>(left, kMaxRun), &pbn, &run))) break;
+    if (pbn < 0) {  // write.cpp allocated every block of the round
+      err = EIO;
+      break;
+    }
+    run = std::min<size_t>(run / bs * bs, left);
+    if ((err = buf_physio(vp, static_cast<daddr64_t>(off / bs), pbn, u, run))) break;
+    left -= run;
+  }
+  // Clean copies of the range (read before this write, or by a read that ran beside it) are now stale. The
+  // invalidation waits for a buffer busy in a read, so no copy of the old bytes outlives this call.
+  buf_invalidate_range(vp, first, first + static_cast<daddr64_t>(len / bs));
+  return err;
+}
+
 int ext2_direct_read(vnode* vp, uio* u, uint64_t filesize) {
   const uint64_t bs = VTOI(vp)->i_mnt->m_block_size;
   TRY(flush_cached(vp));

@@ -90,6 +90,7 @@ const std::vector<ext2_variant>& ext2_variants();
 struct ext2_mount {
   mount* m_mp = nullptr;
   ext2_wpath m_wpath = ext2_wpath::cluster;  // [const] set by the vfsops the mount was made with
+  uint64_t m_direct_min = 0;  // [const] mount_args::direct_min: cluster-path writes this large go direct
   vnode* m_devvp = nullptr;
 
   // Geometry [const after mount]
@@ -521,6 +522,10 @@ int ext2_buf_read(vnode* vp, uio* u, uint64_t filesize);
 // read-modify-written through a bounce block (the caller holds the vnode lock exclusive for those). Cached
 // buffers of the file are written first and those of the range dropped after, so nothing stale survives.
 int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF);
+// The ext2 table's large aligned writes (write.cpp, direct_len): len bytes of whole, allocated blocks from
+// the uio's block-aligned offset straight to the device, then the range's cached copies invalidated. The
+// caller checked that the file has no dirty buffer. On error the uio has advanced by what was written.
+int ext2_direct_write_blocks(vnode* vp, uio* u, size_t len);
 int ext2_direct_read(vnode* vp, uio* u, uint64_t filesize);
 // Updates ip's atime after a read or readdir, by the mount's atime rules (read.cpp). [i_lock] taken inside.
 void ext2_touch_atime(ext2_inode_info* ip);

@@ -354,6 +354,7 @@ int ext2_mount_impl(mount* mp, const mount_args& args, ext2_wpath wpath) {
   cfg.cache_bytes = args.cache_bytes;
   cfg.flush_age_ms = args.flush_age_ms;
   m->m_flush_age_ms = args.flush_age_ms;
+  m->m_direct_min = args.direct_min;
   if (wpath == ext2_wpath::buf) {  // the BSD buffer path: no coalescing anywhere, no read-ahead
     cfg.max_io_bytes = m->m_block_size;
     cfg.readahead_max_bytes = 0;

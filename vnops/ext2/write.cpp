@@ -150,6 +150,21 @@ int zero_gap(write_state& w, uint64_t off, uint64_t newEOF, off_t* headOff, int*
                                 static_cast<off_t>(newEOF));
 }
 
+// The bytes of a cluster-path round that go straight to the device (0: none): the whole blocks from a
+// block-aligned offset, when they are at least m_direct_min and the file has no dirty buffer. Why: a large
+// write through the cache costs a copy into the buffers and, later, the device write's copy of the same
+// bytes; straight from the request's memory it costs the device write alone, in the request (as XNU's
+// cluster_write_direct does for IO_NOCACHE, here chosen by size). Why only without dirty buffers: a dirty
+// buffer of the range pushed after this write would put older bytes over it, and pushing first would make a
+// large write wait for the small ones before it; a file being written in small pieces keeps the cluster path.
+size_t direct_len(const write_state& w, uint64_t coff, uint64_t cend, int flags) {
+  if (w.m->m_direct_min == 0 || w.m->m_wpath != ext2_wpath::cluster || coff % w.bs || (flags & IO_HEADZEROFILL))
+    return 0;
+  const uint64_t len = (cend - coff) / w.bs * w.bs;
+  if (len == 0 || len < w.m->m_direct_min || buf_vnode_isdirty(w.vp)) return 0;
+  return static_cast<size_t>(len);
+}
+
 // One round: allocate, then copy through the cluster layer, then publish the new size.
 int write_round(write_state& w) {
   const uint64_t coff = static_cast<uint64_t>(w.u->offset());
@@ -169,6 +184,10 @@ int write_round(write_state& w) {
       case ext2_wpath::direct: err = ext2_direct_write(w.vp, w.u, cend - coff, w.size); break;
       case ext2_wpath::cluster:
       case ext2_wpath::sync:
+        if (size_t d = direct_len(w, coff, cend, flags)) {
+          err = ext2_direct_write_blocks(w.vp, w.u, d);
+          if (err || d == cend - coff) break;  // else a partial last block, through the cache
+        }
         err = cluster_write(w.vp, w.u, static_cast<off_t>(w.size), static_cast<off_t>(newEOF), headOff, 0, flags);
         break;
     }

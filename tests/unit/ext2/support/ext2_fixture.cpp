@@ -215,6 +215,8 @@ stderr_capture::~stderr_capture() {
   unlink(path_.c_str());
 }
 
+size_t g_direct_min = 0;
+
 mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes, bool with_faults, const std::string& table)
     : mp_(std::make_unique<mount>()) {
   vnops_register_filesystems();
@@ -230,6 +232,7 @@ mounted::mounted(const std::string& img, bool rdonly, size_t cache_bytes, bool w
   mount_args args;
   args.rdonly = rdonly;
   args.cache_bytes = cache_bytes;
+  args.direct_min = g_direct_min;
   mount_err_ = VFS_MOUNT(mp_.get(), args, vfs_context::kernel());
   mounted_ = mount_err_ == 0;
 }

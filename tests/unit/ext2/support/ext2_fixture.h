@@ -83,6 +83,15 @@ class stderr_capture {
   bool done_ = false;
 };
 
+// mount_args::direct_min of every mount made while it is set (0, the default: every write cached). Set it
+// with direct_min_scope.
+extern size_t g_direct_min;
+struct direct_min_scope {
+  size_t saved;
+  explicit direct_min_scope(size_t n) : saved(g_direct_min) { g_direct_min = n; }
+  ~direct_min_scope() { g_direct_min = saved; }
+};
+
 // A mounted image. Destruction unmounts if still mounted (tests call unmount() to check its result).
 class mounted {
  public:
