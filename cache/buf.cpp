@@ -793,8 +793,9 @@ int buf_strategy(vnode* devvp, buf* bp) {
   // A synchronous read is waited for by its submitter, which holds no cache lock here (never across a VNOP
   // call) and no lock buf_biodone takes: the device may read in this thread, saving the two hand-offs of the
   // worker queue (cold random 4 KiB reads: 4.0 -> 1.9 context switches per read; docs/bench.md).
-  // A synchronous direct write (buf_physio) is waited for the same way.
-  if ((read || has(bp, B_PHYS)) && !has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
+  // So is every synchronous write (buf_bwrite: an inode, a directory block, the superblock; buf_physio: a
+  // direct write): the writer holds busy on its own buffer, which the completion does not take.
+  if (!has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
   r->offset = static_cast<uint64_t>(bp->b_blkno) << c->bshift;
   if (!has(bp, B_PHYS)) {  // buf_physio filled the iovecs from its uio
     r->clear_iov();
