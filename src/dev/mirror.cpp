@@ -437,7 +437,7 @@ void mirror_device::updater() {
 
 // ---- opening the set
 
-std::string mirror_device::resync(size_t from, size_t to) {
+std::string mirror_device::resync(size_t from, size_t to, int* target_error) {
   member& s = *members_[from];
   member& d = *members_[to];
   uint64_t chunk = std::max<uint64_t>(o_.resync_chunk / sector_ * sector_, sector_);
@@ -450,11 +450,12 @@ std::string mirror_device::resync(size_t from, size_t to) {
     if (int e = dev_sync_io(*s.dev, io_op::read, off, buf, len))
       err = "reading '" + s.label + "' at " + std::to_string(off) + ": " + errstr(e);
     else if (int e2 = dev_sync_io(*d.dev, io_op::write, off, buf, len))
-      err = "writing '" + d.label + "' at " + std::to_string(off) + ": " + errstr(e2);
+      err = "writing '" + d.label + "' at " + std::to_string(off) + ": " + errstr(*target_error = e2);
   }
   std::free(buf);
   if (err.empty())
-    if (int e = dev_sync_io(*d.dev, io_op::flush, 0, nullptr, 0)) err = "flushing '" + d.label + "': " + errstr(e);
+    if (int e = dev_sync_io(*d.dev, io_op::flush, 0, nullptr, 0))
+      err = "flushing '" + d.label + "': " + errstr(*target_error = e);
   if (!err.empty()) return "mirror: resync of '" + d.label + "' from '" + s.label + "' failed: " + err;
   double secs = double(now_ns() - t0) / 1e9;
   DEV_LOG("mirror: resynced %s from %s: %" PRIu64 " MiB in %.2f s (%.0f MiB/s)", d.label.c_str(), s.label.c_str(),
@@ -527,7 +528,15 @@ std::string mirror_device::open() {
     } else {
       DEV_LOG("mirror: member %s %s: resyncing it from %s", m.label.c_str(), why[i].c_str(),
               members_[src]->label.c_str());
-      if (std::string e = resync(src, i); !e.empty()) return e;
+      int target_error = 0;
+      if (std::string e = resync(src, i, &target_error); !e.empty()) {
+        if (!target_error) return e;  // the source failed: nothing current to serve from with confidence
+        // The member cannot be written: the mount goes on without it (its record stays behind).
+        DEV_LOG("%s: member %s out of service, degraded", e.c_str(), m.label.c_str());
+        m.live.store(false);
+        m.error = target_error;
+        m.failed_op = io_op::write;
+      }
     }
   }
   if (!refused.empty())

@@ -20,7 +20,9 @@
 // a stale member looking current. make_mirror reads the records and, before serving anything, resyncs each
 // stale member (full copy from a current one) or refuses the set naming the member and the counters
 // (mirror_options::stale). After an unclean stop (clean flag off on the current members) the current
-// members other than the first are resynced too (blocks in flight at the crash may differ).
+// members other than the first are resynced too (blocks in flight at the crash may differ). A member the
+// copy cannot write to is left out of service (degraded, its record behind); a failed read of the source
+// refuses the set.
 //
 // Threads: completions run on the members' threads; refused requests complete on the layer's deferred
 // thread ("mirror-deferred" is the deferred_queue's); the records are written by one thread of the layer.
@@ -114,7 +116,7 @@ class mirror_device final : public device {
   void complete(io_request* p, int err, size_t bytes);
   void defer(io_request* r, int err);
   void updater();
-  std::string resync(size_t from, size_t to);
+  std::string resync(size_t from, size_t to, int* target_error);  // *target_error: the copy could not be written
   static void read_done(io_request* c, int err, size_t bytes);
   static void multi_done(io_request* c, int err, size_t bytes);
   static void run_deferred(void* ctx, io_request* r);

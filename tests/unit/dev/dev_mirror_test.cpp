@@ -297,6 +297,17 @@ TEST_CASE("mirror: a stale member is refused or resynced at the next open", "[de
   }
   CHECK(events_of(f.paths[1] + ".mirror") == b_ev);  // a refusal changes nothing
   {
+    // A stale member the resync cannot write: the set opens degraded without it, its record stays behind.
+    auto m = open_files(f, mirror_stale::resync, &msg, 1, 1);
+    REQUIRE(m);
+    CHECK(m->degraded());
+    CHECK(!m->status()[1].in_service);
+    CHECK(m->status()[1].error == EIO);
+    CHECK(!m->status()[1].resynced);
+  }
+  CHECK(events_of(f.paths[1] + ".mirror") == b_ev);
+  a_ev = events_of(f.paths[0] + ".mirror");
+  {
     auto m = open_files(f, mirror_stale::resync, &msg);
     REQUIRE(m);
     CHECK(m->status()[1].resynced);
