@@ -181,6 +181,13 @@ std::string prepare(cfg::options* o, prepared* p) {
   if (::realpath(o->image.c_str(), abs) != nullptr) {
     if (std::string e = bind_to_running(*o, abs, &p->bound, &p->note); !e.empty() || p->bound) return e;
   }
+  if (o->mirror.empty()) {
+    // A member of a mirror mounted alone would be changed behind its record's back (src/dev/mirror.h).
+    struct stat st{};
+    if (::stat((o->image + ".mirror").c_str(), &st) == 0)
+      return "image '" + o->image + "' is a member of a mirror (its state record '" + o->image +
+             ".mirror'): mount it with -o mirror=..., or delete the record to use it alone";
+  }
   fuse::image_range range;
   if (o->partition)
     if (std::string e = partition_range(*o, &range); !e.empty()) return e;

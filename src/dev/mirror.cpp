@@ -2,6 +2,7 @@
 #include "src/dev/mirror.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -502,6 +503,33 @@ std::string mirror_device::open() {
     src = n;
     for (size_t i = 0; i < n && src == n; i++)
       if (members_[i]->has_rec && members_[i]->rec.events == top) src = i;
+    // A member written outside the mirror after its clean stop (a plain mount, e2fsck -y, dd) has an image
+    // newer than its record, which a clean stop writes after its last flush. With another current member
+    // beside it, which copy is right cannot be told: refused, whatever mirror_resync says.
+    std::vector<size_t> current, touched;
+    for (size_t i = 0; i < n; i++) {
+      member& m = *members_[i];
+      if (!m.has_rec || m.rec.events != top) continue;
+      current.push_back(i);
+      struct stat is{}, rs{};
+      if (m.rec.clean && ::stat(m.label.c_str(), &is) == 0 && S_ISREG(is.st_mode) &&
+          ::stat(m.state_path.c_str(), &rs) == 0 &&
+          (is.st_mtim.tv_sec > rs.st_mtim.tv_sec ||
+           (is.st_mtim.tv_sec == rs.st_mtim.tv_sec && is.st_mtim.tv_nsec > rs.st_mtim.tv_nsec)))
+        touched.push_back(i);
+    }
+    if (!touched.empty() && current.size() > 1) {
+      std::string t, others;
+      for (size_t i : touched) t += (t.empty() ? "'" : ", '") + members_[i]->label + "'";
+      for (size_t i : current)
+        if (std::find(touched.begin(), touched.end(), i) == touched.end())
+          others += (others.empty() ? "'" : ", '") + members_[i]->label + "'";
+      return "mirror member " + t + " was written outside the mirror after its clean stop (the image is newer " +
+             "than its .mirror record)" + (others.empty() ? std::string(", and so was every other current member") :
+                                           ", " + others + " not") +
+             ": which copy is current cannot be told; delete the .mirror record of each member to be overwritten " +
+             "and mount again (a member without a record is copied from one that has one)";
+    }
     const std::string cur = " (current: events " + std::to_string(top) + " on '" + members_[src]->label + "')";
     for (size_t i = 0; i < n; i++) {
       member& m = *members_[i];

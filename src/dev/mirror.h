@@ -20,7 +20,9 @@
 // a stale member looking current. make_mirror reads the records and, before serving anything, resyncs each
 // stale member (full copy from a current one) or refuses the set naming the member and the counters
 // (mirror_options::stale). After an unclean stop (clean flag off on the current members) the current
-// members other than the first are resynced too (blocks in flight at the crash may differ). A member the
+// members other than the first are resynced too (blocks in flight at the crash may differ). A current member
+// whose image file is newer than its clean record was written outside the mirror: with another current
+// member beside it the set is refused (which copy is right cannot be told). A member the
 // copy cannot write to is left out of service (degraded, its record behind); a failed read of the source
 // refuses the set.
 //

@@ -7,7 +7,9 @@
 #    clean, the surviving member is e2fsck -fn clean and its record is ahead of the failed member's.
 # 3. At the next mount the stale member is refused with mirror_resync=no (naming it and both counters),
 #    and resynced by default: fio's verify of the degraded run's data passes, the members are equal again.
-# 4. Both members failing: a write + fsync gets EIO.
+# 4. A member written outside the mirror (mounted alone, touched) is refused until the user deletes the
+#    record of the member to overwrite.
+# 5. Both members failing: a write + fsync gets EIO.
 source "$(dirname "$0")/../lib/common.sh"
 CTL=$VNOPFS_BUILD/src/tools/vnopfs-ctl
 command -v fio >/dev/null || skip "fio is not installed"
@@ -65,10 +67,24 @@ print("reads per member:", [x["reads"] for x in m])'
 unmount_vnopfs
 cmp "$A" "$B" || fail "the members differ after the resync"
 
+# 4. A member written outside the mirror: mounting it alone is refused; once written anyway (touch), the
+#    mirror is refused (which copy is right cannot be told); without a's record, a is copied from b.
+out=$("$VNOPFS" "$B" "$MNT" -f 2>&1) && fail "a member mounted alone"
+echo "$out" | grep -qF "image '$B' is a member of a mirror (its state record '$B.mirror')" || fail "alone: $out"
+touch "$B"
+out=$("$VNOPFS" "$A" "$MNT" -f -o "mirror=$A+$B" 2>&1) && fail "a member written outside the mirror was accepted"
+echo "$out" | grep -qF "mirror member '$B' was written outside the mirror after its clean stop" || fail "outside: $out"
+rm "$A.mirror"
+mount_vnopfs -o "mirror=$A+$B"
+grep -q "mirror: member $A has no state record.*resyncing it from $B" "$T/daemon.log" || fail "a was not copied from b"
+unmount_vnopfs
+cmp "$A" "$B" || fail "the members differ after copying b over a"
+
+# 5. Both members failing.
 mount_vnopfs -o "mirror=$A+$B,mirror_layers=1@faults:op=write:every=10:limit=1,mirror_layers=2@faults:op=write:every=10:limit=1"
 out=$(dd if=/dev/urandom of="$MNT/lost" bs=1M count=16 conv=fsync 2>&1) && fail "a write with every member failing succeeded"
 echo "$out" | grep -q "Input/output error" || fail "both failing: $out"
 grep -q "every request fails with EIO" "$T/daemon.log" || fail "no member left is not logged"
 fusermount3 -u "$MNT"
 wait_daemon 60 || true  # its last flush fails: exit status 1
-log "ok: mirror equal and clean, degraded without an error, stale member refused then resynced, EIO with none left"
+log "ok: mirror equal and clean, degraded without an error, stale member refused then resynced, outside writes refused, EIO with none left"

@@ -315,6 +315,29 @@ TEST_CASE("mirror: a stale member is refused or resynced at the next open", "[de
   }
   CHECK(file_bytes(f.paths[0]) == file_bytes(f.paths[1]));
   CHECK(events_of(f.paths[0] + ".mirror") == events_of(f.paths[1] + ".mirror"));
+  // b written outside the mirror after the clean stop (its image newer than its record): refused, even
+  // with resync on; once a's record is gone (the user's choice: b is right), a is copied from b.
+  {
+    int fd = ::open(f.paths[1].c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    pattern(w.data(), 4096, 77);
+    REQUIRE(::pwrite(fd, w.data(), 4096, 0) == 4096);
+    timespec ts[2] = {{0, UTIME_OMIT}, {time(nullptr) + 10, 0}};
+    REQUIRE(::futimens(fd, ts) == 0);
+    ::close(fd);
+  }
+  CHECK(!open_files(f, mirror_stale::resync, &msg));
+  CHECK(msg.find("mirror member '" + f.paths[1] + "' was written outside the mirror after its clean stop") !=
+        std::string::npos);
+  CHECK(msg.find("'" + f.paths[0] + "' not") != std::string::npos);
+  REQUIRE(::unlink((f.paths[0] + ".mirror").c_str()) == 0);
+  {
+    auto m = open_files(f, mirror_stale::resync, &msg);
+    REQUIRE(m);
+    CHECK(m->status()[0].resynced);
+  }
+  CHECK(file_bytes(f.paths[0]).substr(0, 4096) == std::string(w.data(), 4096));
+  CHECK(file_bytes(f.paths[0]) == file_bytes(f.paths[1]));
   // An unclean stop (the records still say in use): the members may differ; refused or resynced.
   mirror_record r;
   REQUIRE(read_mirror_record(f.paths[1] + ".mirror", &r) == 0);
