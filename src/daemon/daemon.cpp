@@ -127,6 +127,18 @@ std::string prepare_mirror(cfg::options* o, prepared* p, const fuse::image_range
     members.emplace_back(abs);
   }
   if (members.empty()) return "option 'mirror': a mirror needs a member besides '" + o->image + "'";
+  // The state record lives beside the member (docs/dev.md): a block device's would be in /dev, lost at
+  // reboot, after which a stale member could be taken for the source of a new mirror.
+  {
+    std::vector<std::string> all{o->image};
+    all.insert(all.end(), members.begin(), members.end());
+    for (const std::string& m : all) {
+      struct stat st{};
+      if (::stat(m.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        return "option 'mirror': member '" + m + "' is not a regular file: its state record would have no " +
+               "durable place beside it (block device members are not supported)";
+    }
+  }
   for (std::string& m : members) {
     int fd = -1;
     if (std::string e = fuse::preflight_image(&m, o->rdonly, &fd, kLockWaitSeconds, nullptr, range); !e.empty())

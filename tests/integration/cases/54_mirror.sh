@@ -24,6 +24,8 @@ job() {  # job SEED: 2 x 8 MiB of random 4 KiB writes, an fsync every 16, verifi
   printf '[w]\nrw=randwrite\nbs=4k\nsize=8M\nnumjobs=2\nfsync=16\nfsync_on_close=1\n'
 }
 
+out=$("$VNOPFS" "$A" "$MNT" -f -o "mirror=$A+/dev/null" 2>&1) && fail "a device member was accepted"
+echo "$out" | grep -qF "member '/dev/null' is not a regular file" || fail "device member: $out"
 mount_vnopfs -o "mirror=$A+$B"
 grep -q "mirror: resynced $B from $A" "$T/daemon.log" || fail "the new member was not copied from IMAGE"
 "$CTL" "$MNT" status | tee "$T/status"
