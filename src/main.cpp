@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     err = "out of memory";
   }
   if (prep.lock_fd >= 0) ::close(prep.lock_fd);
+  for (int fd : prep.member_lock_fds) ::close(fd);
   ctl.finish(started && err.empty());
   return err.empty() ? 0 : fail(err);
 }

@@ -189,6 +189,34 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     o->dev_layers = l;
     return {};
   }
+  if (key == "mirror") {
+    if (auto e = need_value(); !e.empty()) return e;
+    o->mirror.clear();
+    std::string l = v + "+";
+    for (size_t q = 0, c; (c = l.find('+', q)) != std::string::npos; q = c + 1)
+      if (c > q) o->mirror.push_back(l.substr(q, c - q));
+    if (o->mirror.empty()) return bad_value(key, v) + " (FILE+FILE...)";
+    return {};
+  }
+  if (key == "mirror_resync") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (v == "yes") o->mirror_resync = true;
+    else if (v == "no") o->mirror_resync = false;
+    else return bad_value(key, v) + " (yes: copy a current member over a stale one; no: refuse the mount)";
+    return {};
+  }
+  if (key == "mirror_layers") {
+    // N@LAYERS, once per member: LAYERS as for dev_layers ('+' between layers), checked by the daemon.
+    if (auto e = need_value(); !e.empty()) return e;
+    size_t at = v.find('@');
+    char* end = nullptr;
+    unsigned long n = at == std::string::npos ? 0 : std::strtoul(v.substr(0, at).c_str(), &end, 10);
+    if (n < 1 || n > 32 || !end || *end) return bad_value(key, v) + " (MEMBER@LAYERS, MEMBER 1 for IMAGE, 2.. for mirror=)";
+    std::string l = v.substr(at + 1);
+    for (auto& c : l) if (c == '+') c = ',';
+    o->mirror_layers.emplace_back(static_cast<unsigned>(n), l);
+    return {};
+  }
   if (key == "fsname") {
     if (auto e = need_value(); !e.empty()) return e;
     o->fsname = v;
@@ -363,6 +391,10 @@ std::string usage() {
       "  -o partition=N         serve partition N of the image's MBR or GPT label (docs/dev.md)\n"
       "  -o dev_layers=D1+D2    device layers over the image, bottom first: faults[:op=OP:errno=E:...],\n"
       "                         partition:start=BYTES[:length=BYTES], record:log=PATH (docs/dev.md)\n"
+      "  -o mirror=A+B          RAID-1 of IMAGE and the files A, B... (IMAGE may be listed again): writes to\n"
+      "                         all, reads balanced, a failing member degraded (docs/dev.md)\n"
+      "  -o mirror_resync=yes|no  a member that missed writes is copied over at mount (yes) or refused (no)\n"
+      "  -o mirror_layers=N@D1+D2  device layers under member N (1 = IMAGE), e.g. 2@faults:op=write:every=50\n"
       "  -o fsname=NAME         the source shown by df and /proc/mounts (the image path)\n"
       "  -o fstype=fuse         mount type plain fuse, for harnesses that check it (default fuse.vnopfs);\n"
       "                         nosubtype is the same\n"

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace vnopfs::config {
@@ -51,6 +52,12 @@ struct options {
   std::string layers;           // VNOP layers over the filesystem's table, bottom first ("trace,sync")
   unsigned partition = 0;       // serve partition N of the image's MBR/GPT label (0: the whole image; src/dev/label.h)
   std::string dev_layers;       // device layers over the backend, bottom first ("record:log=/tmp/l"; src/dev/stack.h)
+  // -o mirror=A+B: a RAID-1 of IMAGE and these files (src/dev/mirror.h; IMAGE is the first member, and may
+  // be listed again); mirror_resync=no refuses a stale member instead of copying over it; mirror_layers=N@L
+  // puts device layers L under member N (1 = IMAGE), e.g. a faults layer for tests.
+  std::vector<std::string> mirror;
+  bool mirror_resync = true;
+  std::vector<std::pair<unsigned, std::string>> mirror_layers;
   bool stats_prometheus = false;  // stats_format=prometheus: the stats file in the Prometheus text format
   double stats_interval = 1.0;  // seconds between stats dumps
   std::string fsname;           // df's source column; default: the image path

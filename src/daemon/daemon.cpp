@@ -21,6 +21,7 @@
 #include "src/daemon/control_client.h"
 #include "src/daemon/stats_doc.h"
 #include "src/dev/label.h"
+#include "src/dev/mirror.h"
 #include "src/fuse/preflight.h"
 #include "vnopfs/buf.h"
 #include "vnops/registry.h"
@@ -115,6 +116,46 @@ std::string partition_range(const cfg::options& o, fuse::image_range* r) {
   return {};
 }
 
+// -o mirror=: every member other than IMAGE resolved, checked and locked like IMAGE; the member layers
+// parsed. o->mirror becomes the absolute paths of the members after IMAGE.
+std::string prepare_mirror(cfg::options* o, prepared* p, const fuse::image_range& range) {
+  std::vector<std::string> members;
+  for (const std::string& m : o->mirror) {
+    char abs[PATH_MAX];
+    if (::realpath(m.c_str(), abs) == nullptr) return "option 'mirror': member '" + m + "': " + errstr(errno);
+    if (abs == o->image || std::find(members.begin(), members.end(), abs) != members.end()) continue;
+    members.emplace_back(abs);
+  }
+  if (members.empty()) return "option 'mirror': a mirror needs a member besides '" + o->image + "'";
+  // The state record lives beside the member (docs/dev.md): a block device's would be in /dev, lost at
+  // reboot, after which a stale member could be taken for the source of a new mirror.
+  {
+    std::vector<std::string> all{o->image};
+    all.insert(all.end(), members.begin(), members.end());
+    for (const std::string& m : all) {
+      struct stat st{};
+      if (::stat(m.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        return "option 'mirror': member '" + m + "' is not a regular file: its state record would have no " +
+               "durable place beside it (block device members are not supported)";
+    }
+  }
+  for (std::string& m : members) {
+    int fd = -1;
+    if (std::string e = fuse::preflight_image(&m, o->rdonly, &fd, kLockWaitSeconds, nullptr, range); !e.empty())
+      return "option 'mirror': " + e;
+    p->member_lock_fds.push_back(fd);
+  }
+  o->mirror = members;
+  for (auto& [n, l] : o->mirror_layers) {
+    if (n > members.size() + 1)
+      return "option 'mirror_layers': member " + std::to_string(n) + " does not exist (the mirror has " +
+             std::to_string(members.size() + 1) + ": 1 is IMAGE)";
+    std::vector<dev::dev_layer_spec> specs;
+    if (std::string e = dev::parse_dev_layers(l, &specs); !e.empty()) return "option 'mirror_layers': " + e;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string prepare(cfg::options* o, prepared* p) {
@@ -139,6 +180,9 @@ std::string prepare(cfg::options* o, prepared* p) {
   o->log_path = absolute(o->log_path);
   if (std::string e = fuse::preflight_mountpoint(&o->mountpoint); !e.empty()) return e;
   if (dev::is_nbd_uri(o->image)) o->dev_backend = cfg::backend::nbd;
+  if (!o->mirror_layers.empty() && o->mirror.empty()) return "option 'mirror_layers' needs mirror=";
+  if (!o->mirror.empty() && o->dev_backend == cfg::backend::nbd)
+    return "option 'mirror': the members are files or block devices (backend=nbd cannot be mirrored)";
   if (o->dev_backend == cfg::backend::nbd) {
     // No file to lock or to find in the mount table: the export is ours alone (docs/dev.md); the URI is
     // checked by connecting, in start().
@@ -149,10 +193,19 @@ std::string prepare(cfg::options* o, prepared* p) {
   if (::realpath(o->image.c_str(), abs) != nullptr) {
     if (std::string e = bind_to_running(*o, abs, &p->bound, &p->note); !e.empty() || p->bound) return e;
   }
+  if (o->mirror.empty()) {
+    // A member of a mirror mounted alone would be changed behind its record's back (src/dev/mirror.h).
+    struct stat st{};
+    if (::stat((o->image + ".mirror").c_str(), &st) == 0)
+      return "image '" + o->image + "' is a member of a mirror (its state record '" + o->image +
+             ".mirror'): mount it with -o mirror=..., or delete the record to use it alone";
+  }
   fuse::image_range range;
   if (o->partition)
     if (std::string e = partition_range(*o, &range); !e.empty()) return e;
-  return fuse::preflight_image(&o->image, o->rdonly, &p->lock_fd, kLockWaitSeconds, &p->note, range);
+  std::string e = fuse::preflight_image(&o->image, o->rdonly, &p->lock_fd, kLockWaitSeconds, &p->note, range);
+  if (!e.empty() || o->mirror.empty()) return e;
+  return prepare_mirror(o, p, range);
 }
 
 fs_daemon::~fs_daemon() = default;
@@ -162,23 +215,56 @@ fs_daemon::stats_link_hold::~stats_link_hold() {
 }
 
 std::string fs_daemon::open_device() {
-  int err = 0;
-  std::unique_ptr<dev::device> backend;
-  if (o_.dev_backend == cfg::backend::nbd) {
-    dev::nbd_options n;
-    n.readonly = o_.rdonly;
-    backend = dev::make_nbd_device(o_.image, n, &err);
-  } else if (o_.dev_backend == cfg::backend::uring) {
-    dev::uring_options u;
-    u.direct = o_.direct;
-    u.readonly = o_.rdonly;
-    backend = dev::make_uring_device(o_.image, u, &err);  // io_uring has no queue of its own to merge in
-  } else {
+  auto open_backend = [this](const std::string& path, int* err) -> std::unique_ptr<dev::device> {
+    if (o_.dev_backend == cfg::backend::nbd) {
+      dev::nbd_options n;
+      n.readonly = o_.rdonly;
+      return dev::make_nbd_device(path, n, err);
+    }
+    if (o_.dev_backend == cfg::backend::uring) {
+      dev::uring_options u;
+      u.direct = o_.direct;
+      u.readonly = o_.rdonly;
+      return dev::make_uring_device(path, u, err);  // io_uring has no queue of its own to merge in
+    }
     dev::file_options f;
     f.direct = o_.direct;
     f.readonly = o_.rdonly;
     f.merge_queue = o_.dev_queue_merge;
-    backend = dev::make_file_device(o_.image, f, &err);
+    return dev::make_file_device(path, f, err);
+  };
+  int err = 0;
+  std::unique_ptr<dev::device> backend;
+  if (!o_.mirror.empty()) {
+    // Each member: its backend and its own layers; the mirror over them is the stack's backend.
+    std::vector<std::string> paths{o_.image};
+    paths.insert(paths.end(), o_.mirror.begin(), o_.mirror.end());
+    std::vector<dev::mirror_member_spec> members;
+    for (size_t i = 0; i < paths.size(); i++) {
+      auto b = open_backend(paths[i], &err);
+      if (!b)
+        return "mirror member '" + paths[i] + "': cannot open the " + cfg::backend_name(o_.dev_backend) +
+               " device: " + errstr(err ? err : EIO);
+      dev::mirror_member_spec m;
+      m.stack = std::make_unique<dev::dev_stack>(std::move(b));
+      for (auto& [n, l] : o_.mirror_layers) {
+        std::vector<dev::dev_layer_spec> specs;
+        std::string e = n == i + 1 ? dev::parse_dev_layers(l, &specs) : std::string();  // checked by prepare
+        if (e.empty() && n == i + 1) e = m.stack->push(specs);
+        if (!e.empty()) return "option 'mirror_layers': " + e;
+      }
+      m.label = paths[i];
+      m.state_path = paths[i] + ".mirror";  // beside the member: docs/dev.md says why
+      members.push_back(std::move(m));
+    }
+    dev::mirror_options mo;
+    mo.stale = o_.mirror_resync ? dev::mirror_stale::resync : dev::mirror_stale::refuse;
+    mo.readonly = o_.rdonly;
+    std::string msg;
+    backend = dev::make_mirror(std::move(members), mo, &msg);
+    if (!backend) return msg;
+  } else {
+    backend = open_backend(o_.image, &err);
   }
   if (!backend)
     return "image '" + o_.image + "': cannot open the " + cfg::backend_name(o_.dev_backend) +
@@ -335,6 +421,11 @@ nlohmann::json fs_daemon::stats_json() {
     nlohmann::json st = nlohmann::json::array();   // every member, bottom first
     for (dev::device* d : devices_->members()) st.push_back(device_json(*d));
     j["device_stack"] = st;
+    if (auto* m = dynamic_cast<dev::mirror_device*>(devices_->backend())) {
+      nlohmann::json mm = nlohmann::json::array();
+      for (size_t i = 0, n = m->status().size(); i < n; i++) mm.push_back(device_json(*m->member_device(i)));
+      j["mirror_members"] = mm;  // each member's top device, in member order
+    }
   }
   j["inodes"] = inodes_ ? inodes_->size() : 0;
   return j;
@@ -389,7 +480,24 @@ nlohmann::json fs_daemon::status_json() {
           {"ro", fs_rdonly()},
           {"fstype", o_.subtype ? "fuse.vnopfs" : "fuse"},
           {"fsname", o_.fsname.empty() ? o_.image : o_.fsname},
-          {"device_stack", device_names()}};
+          {"device_stack", device_names()},
+          {"mirror", mirror_json()}};
+}
+
+nlohmann::json fs_daemon::mirror_json() const {
+  auto* m = devices_ ? dynamic_cast<dev::mirror_device*>(devices_->backend()) : nullptr;
+  if (!m) return nullptr;
+  nlohmann::json v = nlohmann::json::array();
+  size_t live = 0;
+  for (const dev::mirror_member_status& s : m->status()) {
+    live += s.in_service;
+    std::string state = s.in_service ? (s.resynced ? "in sync (resynced at mount)" : "in sync")
+                        : s.error == ESTALE ? "stale (left out of service: read-only mount)"
+                                            : std::string("failed (") + dev::io_op_name(s.failed_op) + ": " + errstr(s.error) + ")";
+    v.push_back({{"path", s.label}, {"device", s.device}, {"in_service", s.in_service}, {"state", state},
+                 {"events", s.events}, {"reads", s.reads}, {"writes", s.stats.writes}, {"errors", s.stats.errors}});
+  }
+  return {{"events", m->events()}, {"in_service", live}, {"degraded", live < v.size()}, {"members", v}};
 }
 
 nlohmann::json fs_daemon::device_names() const {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "src/config/options.h"
 #include "src/fuse/frontend.h"  // FUSE_USE_VERSION, then <fuse_lowlevel.h>
@@ -29,6 +30,7 @@ namespace vnopfs::daemon {
 // What prepare() did.
 struct prepared {
   int lock_fd = -1;   // the image's lock, held until the daemon is done
+  std::vector<int> member_lock_fds;  // -o mirror=: the other members' locks, likewise
   bool bound = false;  // the image is served by a running vnopfs: the mountpoint became a bind mount of its
                        // filesystem (docs/mounting.md); nothing more to start
   std::string note;    // a line for the log, once the daemon has one ("" if none)
@@ -70,6 +72,7 @@ class fs_daemon {
   nlohmann::json stats_json();
   bool fs_rdonly();  // the filesystem is read-only now (mounted so, or remounted)
   nlohmann::json device_names() const;  // the device stack, bottom first (status, stats)
+  nlohmann::json mirror_json() const;   // -o mirror=: the members and their state (null without)
 
   struct session_destroy {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }

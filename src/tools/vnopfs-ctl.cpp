@@ -1,7 +1,8 @@
 // vnopfs-ctl: talks to a running vnopfs daemon over its control socket (src/daemon/control_client.h),
 // and is the mount(8) helpers of the type fuse.vnopfs under the names it is called by.
 //
-//   vnopfs-ctl MOUNTPOINT|IMAGE status [--json]   where it is mounted, its pid, state, ro or rw, device layers
+//   vnopfs-ctl MOUNTPOINT|IMAGE status [--json]   where it is mounted, its pid, state, ro or rw, device layers,
+//                                                 a mirror's members and their state
 //   vnopfs-ctl MOUNTPOINT|IMAGE wait              returns when that daemon has flushed, marked the image
 //                                                 clean and released it (after an unmount)
 //   vnopfs-ctl MOUNTPOINT remount-ro|remount-rw   what mount -o remount,ro|rw does through the helper (the
@@ -267,6 +268,19 @@ int main(int argc, char** argv) {
       for (auto it = s["device_stack"].rbegin(); it != s["device_stack"].rend(); ++it)
         stack += (stack.empty() ? "" : " over ") + it->get<std::string>().substr(0, it->get<std::string>().find('('));
       std::printf("device: %s\n", stack.c_str());
+    }
+    if (s.contains("mirror") && s["mirror"].is_object()) {  // -o mirror=: each member and its state
+      auto& m = s["mirror"];
+      size_t n = m["members"].size(), live = m.value("in_service", size_t{0});
+      std::printf("mirror: %zu members, %s, events %llu\n", n,
+                  live == n ? "in sync" : live ? ("DEGRADED (" + std::to_string(live) + " in service)").c_str() : "FAILED (no member in service)",
+                  static_cast<unsigned long long>(m.value("events", uint64_t{0})));
+      for (auto& x : m["members"])
+        std::printf("  %s: %s, events %llu, %llu reads, %llu writes, %llu errors\n", x.value("path", "?").c_str(),
+                    x.value("state", "?").c_str(), static_cast<unsigned long long>(x.value("events", uint64_t{0})),
+                    static_cast<unsigned long long>(x.value("reads", uint64_t{0})),
+                    static_cast<unsigned long long>(x.value("writes", uint64_t{0})),
+                    static_cast<unsigned long long>(x.value("errors", uint64_t{0})));
     }
     return 0;
   }

@@ -1,0 +1,153 @@
+// mirror.h: RAID-1 over two or more member devices (-o mirror=a.img+b.img; docs/dev.md, "A mirror").
+//
+// I/O:
+// - write, flush, unmap go to every member in service as one child each; the caller's request completes
+//   once, when the last child has. One child succeeding is success (bytes: the least any member did); a
+//   member whose child fails leaves service ("failed": the array is degraded) with one log line, and gets
+//   no more requests. Every member failing gives EIO (or the members' common request error, EINVAL or
+//   ENOMEM, which says nothing about a member's health and takes none out of service).
+// - read goes to one member in service: the one whose last read ended where this one starts (a
+//   sequential stream stays on one member's read-ahead), else the one with the fewest reads in flight,
+//   round-robin among equals. A failed read takes that member out of service and is tried on the next one;
+//   the caller sees an error only when no member could serve it.
+//
+// Membership state (why and where: docs/dev.md): each member has a state record beside it (a small text
+// file, written atomically: temp file, fsync, rename, fsync of the directory) holding the set's id, an
+// events counter and a clean flag, after md's superblock events. The counter goes up on every member in
+// service at every mount, whenever a member leaves service, and at a clean stop (clean flag set); a member
+// whose counter is behind the highest missed writes. A successful write completed after a member left
+// service is held back until the records of the members still in service say so, so a crash never leaves
+// a stale member looking current. make_mirror reads the records and, before serving anything, resyncs each
+// stale member (full copy from a current one) or refuses the set naming the member and the counters
+// (mirror_options::stale). After an unclean stop (clean flag off on the current members) the current
+// members other than the first are resynced too (blocks in flight at the crash may differ). A current member
+// whose image file is newer than its clean record was written outside the mirror: with another current
+// member beside it the set is refused (which copy is right cannot be told). A member the
+// copy cannot write to is left out of service (degraded, its record behind); a failed read of the source
+// refuses the set.
+//
+// Threads: completions run on the members' threads; refused requests complete on the layer's deferred
+// thread ("mirror-deferred" is the deferred_queue's); the records are written by one thread of the layer.
+// The destructor waits for everything submitted, flushes each member in service and marks it clean.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/dev/deferred.h"
+#include "src/dev/gate.h"
+#include "src/dev/req_list.h"
+#include "src/dev/stack.h"
+#include "src/dev/stats.h"
+#include "vnopfs/device.h"
+
+namespace vnopfs::dev {
+
+// One member: its device with its own layers (-o mirror_layers=), the path the messages name, and where
+// its state record lives.
+struct mirror_member_spec {
+  std::unique_ptr<dev_stack> stack;
+  std::string label;
+  std::string state_path;
+};
+
+enum class mirror_stale : uint8_t { resync, refuse };
+
+struct mirror_options {
+  mirror_stale stale = mirror_stale::resync;
+  bool readonly = false;  // nothing written: stale members are left out of service instead of resynced
+  uint64_t resync_chunk = 1u << 20;
+};
+
+// The state record of one member.
+struct mirror_record {
+  std::string set_id;  // 16 hex digits, chosen when the set is first opened
+  uint64_t events = 0;
+  bool clean = false;
+  std::string member;  // the member's label when written (for people reading the file)
+};
+// 0, ENOENT (no record), EINVAL (not a record of ours), or the errno of the read.
+int read_mirror_record(const std::string& path, mirror_record* r);
+int write_mirror_record(const std::string& path, const mirror_record& r);  // 0 or errno; atomic
+
+struct mirror_member_status {
+  std::string label;
+  std::string device;   // the member's top device name
+  bool in_service = true;
+  bool resynced = false;  // copied from a current member at open
+  int error = 0;          // why it left service
+  io_op failed_op = io_op::read;
+  uint64_t events = 0;    // its record's counter, as last written (or read, for a member out of service)
+  uint64_t reads = 0;     // reads the mirror sent it
+  device_stats stats;     // its top device's counters
+};
+
+class mirror_device final : public device {
+ public:
+  struct member;
+  mirror_device(std::vector<mirror_member_spec> members, const mirror_options& o);  // use make_mirror
+  ~mirror_device() override;
+
+  void submit(io_request* r) override;
+  uint64_t size() const override { return size_; }
+  uint32_t sector_size() const override { return sector_; }
+  std::string name() const override;
+  device_stats stats() const override { return st_.snapshot(); }
+
+  std::vector<mirror_member_status> status() const;
+  uint64_t events() const;
+  size_t in_service() const;
+  bool degraded() const { return in_service() < members_.size(); }
+  device* member_device(size_t i) const;  // its top (tests)
+  dev_stack* member_stack(size_t i) const;
+
+  // make_mirror's steps; "" or the message.
+  std::string open();
+
+ private:
+  struct op_state;
+  void submit_read(io_request* r, op_state* op);
+  int pick_reader(const io_request* r, uint32_t tried) const;
+  void fail_member(size_t i, int err, io_op op, uint64_t off, uint64_t len);
+  void complete(io_request* p, int err, size_t bytes);
+  void defer(io_request* r, int err);
+  void updater();
+  std::string resync(size_t from, size_t to, int* target_error);  // *target_error: the copy could not be written
+  static void read_done(io_request* c, int err, size_t bytes);
+  static void multi_done(io_request* c, int err, size_t bytes);
+  static void run_deferred(void* ctx, io_request* r);
+
+  std::vector<std::unique_ptr<member>> members_;
+  const mirror_options o_;
+  uint64_t size_ = 0;
+  uint32_t sector_ = 512;
+  std::string set_id_;
+  stats_keeper st_;
+  mutable std::atomic<uint64_t> rr_{0};  // read round-robin
+
+  mutable std::mutex state_mu_;  // below, and members' in_service changes
+  std::condition_variable state_cv_;
+  uint64_t events_ = 0;          // the counter the in-service members' records hold (or are about to)
+  uint64_t membership_gen_ = 0;  // bumped when a member leaves service
+  uint64_t persisted_gen_ = 0;   // the membership the records say
+  size_t in_service_ = 0;
+  req_list held_;                // successful completions waiting for the records
+  bool stop_ = false;
+  bool opened_ = false;
+  std::thread updater_;
+
+  inflight_gate gate_;
+  deferred_queue deferred_;
+};
+
+// Opens the set (records, resync or refusal, the events bump; see above). nullptr and *msg when refused.
+std::unique_ptr<mirror_device> make_mirror(std::vector<mirror_member_spec> members, const mirror_options& o,
+                                           std::string* msg);
+
+}  // namespace vnopfs::dev
