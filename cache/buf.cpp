@@ -209,7 +209,10 @@ bufcache_stats bufcache_getstats(const mount* mp) {
     std::lock_guard g(c->mtx);
     s.dirty = c->ndirty.load(std::memory_order_relaxed);
     s.dirty_max = c->dirty_max;
-    s.busy = static_cast<uint64_t>(c->nbusy.load(std::memory_order_relaxed));
+    // Counted here rather than at every CAS: a shared counter on the hit path would be the cache-wide
+    // cache line the shards exist to avoid. O(buffers), for a statistics call.
+    for (size_t i = 0; i < c->nbufs; i++)
+      if (c->bufs[i].b_lflags.load(std::memory_order_relaxed) & BL_BUSY) s.busy++;
   }
   s.buffers = c->nbufs;
   s.block_size = c->bs;
@@ -265,9 +268,16 @@ vnode_bufs* vb_get_locked(bufcache* c, vnode* vp) {
 
 // ---- the sharded hash, busy by CAS, the wait table
 // The shard is chosen by the top bits of the key's hash; the bucket inside it by the low bits.
-static bufcache::hash_shard& shard_of(bufcache* c, const vnode* vp, daddr64_t lblkno) {
-  return c->shards[buf_key_hash()(buf_key{vp, lblkno}) >> (8 * sizeof(size_t) - 6)];
+static bufcache::hash_shard& shard_of(bufcache* c, const vnode* vp, daddr64_t lblkno, size_t* hash = nullptr) {
+  size_t h = buf_key_hash()(buf_key{vp, lblkno});
+  if (hash) *hash = h;
+  return c->shards[h >> (8 * sizeof(size_t) - 6)];
 }
+// The key's hash computed once, for the shard and the bucket.
+struct prehashed {
+  size_t h;
+  size_t operator()(const buf_key&) const { return h; }
+};
 static_assert(kHashShards == 64);
 
 static bufcache::wait_slot& wait_slot_of(bufcache* c, const buf* bp) {
@@ -284,29 +294,30 @@ static void wait_slot_wake(bufcache* c, const buf* bp) {
 }
 
 buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno) {
-  auto& sh = shard_of(c, vp, lblkno);
+  size_t h;
+  auto& sh = shard_of(c, vp, lblkno, &h);
   std::lock_guard g(sh.mtx);
-  auto it = sh.hash->find(buf_key{vp, lblkno}, buf_key_hash(), buf_key_eq());
+  auto it = sh.hash->find(buf_key{vp, lblkno}, prehashed{h}, buf_key_eq());
   return it == sh.hash->end() ? nullptr : &*it;
 }
 
-bool bbusy(bufcache* c, buf* bp) {
+bool bbusy(buf* bp) {
   uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
   do {
     if (w & BL_BUSY) return false;
   } while (!bp->b_lflags.compare_exchange_weak(w, w | BL_BUSY, std::memory_order_acquire, std::memory_order_relaxed));
-  c->nbusy.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
 lookup_result lookup_busy(bufcache* c, vnode* vp, daddr64_t lblkno, buf** bpp) {
-  auto& sh = shard_of(c, vp, lblkno);
+  size_t h;
+  auto& sh = shard_of(c, vp, lblkno, &h);
   std::lock_guard g(sh.mtx);
-  auto it = sh.hash->find(buf_key{vp, lblkno}, buf_key_hash(), buf_key_eq());
+  auto it = sh.hash->find(buf_key{vp, lblkno}, prehashed{h}, buf_key_eq());
   if (it == sh.hash->end()) return lookup_result::Miss;
   buf* bp = &*it;
   *bpp = bp;
-  if (!bbusy(c, bp)) return lookup_result::Busy;
+  if (!bbusy(bp)) return lookup_result::Busy;
   // FreeBSD getblkx re-checks the identity after taking the lock; here the CAS is made under [S], which
   // every identity change holds, so the identity found is the one owned.
   assert(bp->b_vp == vp && bp->b_lblkno == lblkno);
@@ -336,7 +347,6 @@ static void unbusy(bufcache* c, buf* bp, uint8_t q, bool ref) {
   do {
     n = (w & ~(BL_BUSY | BL_WANTED | BL_QMASK | BL_REF)) | bl_q(q) | (ref ? uint32_t{BL_REF} : 0u);
   } while (!bp->b_lflags.compare_exchange_weak(w, n, std::memory_order_release, std::memory_order_relaxed));
-  c->nbusy.fetch_sub(1, std::memory_order_relaxed);
   if (w & BL_WANTED) wait_slot_wake(c, bp);
 }
 
@@ -451,7 +461,6 @@ bool brelse_fast(bufcache* c, buf* bp) {
     }
     n = (w & ~(BL_BUSY | BL_WANTED)) | (q == BQ_LRU ? uint32_t{BL_REF} : 0u);
   } while (!bp->b_lflags.compare_exchange_weak(w, n, std::memory_order_release, std::memory_order_relaxed));
-  c->nbusy.fetch_sub(1, std::memory_order_relaxed);
   if (w & BL_WANTED) wait_slot_wake(c, bp);
   return true;
 }
@@ -485,8 +494,7 @@ static buf* getnewbuf_locked(bufcache* c) {
       if (!bp->b_lflags.compare_exchange_weak(w, (w | BL_BUSY) & ~(BL_QMASK | BL_REF), std::memory_order_acquire,
                                               std::memory_order_relaxed))
         continue;
-      c->nbusy.fetch_add(1, std::memory_order_relaxed);
-      c->q[q].pop_front();
+          c->q[q].pop_front();
       if (bp->b_vb) {
         c->n.evictions.fetch_add(1, std::memory_order_relaxed);
         invalidate_locked(c, bp);
@@ -526,7 +534,7 @@ buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found)
   *found = false;
   if (buf* bp = incore_locked(c, vp, lblkno)) {
     *found = true;
-    if (!bbusy(c, bp)) return nullptr;
+    if (!bbusy(bp)) return nullptr;
     setf(bp, B_CACHE);
     return bp;
   }
@@ -628,7 +636,7 @@ size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, bu
   while (k < n) {
     const daddr64_t lb = lbn + static_cast<daddr64_t>(k);
     if (buf* bp = incore_locked(c, vp, lb)) {
-      if (!bbusy(c, bp)) {
+      if (!bbusy(bp)) {
         if (k > 0) break;  // never sleep holding part of a run
         g.unlock();
         buf_wait_unbusy(c, bp);
@@ -1039,7 +1047,7 @@ static void discard_locked(bufcache* c, vnode_bufs* vb, std::unique_lock<std::mu
       if (victim) break;
     }
     if (victim == nullptr) return;
-    if (!bbusy(c, victim)) {
+    if (!bbusy(victim)) {
       wait_busy_locked(c, victim, g);
       continue;
     }
@@ -1076,7 +1084,7 @@ void buf_invalblkno(vnode* vp, daddr64_t blkno) {
   for (;;) {
     buf* bp = incore_locked(c, vp, blkno);
     if (bp == nullptr) return;
-    if (!bbusy(c, bp)) {
+    if (!bbusy(bp)) {
       wait_busy_locked(c, bp, g);
       continue;
     }

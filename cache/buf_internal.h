@@ -239,7 +239,6 @@ class bufcache {
   vb_dirtylist dirty_vnodes;     // [M] the vnode_bufs with dirty buffers, in the order they became dirty
   std::atomic<uint64_t> ndirty{0};  // written under [M]; read without it as a hint (throttling)
   uint64_t dirty_max = 0, dirty_seq = 0;  // [M]
-  std::atomic<int64_t> nbusy{0};  // busy buffers (statistics), counted at each CAS
   cache_counters n;
 
   // flusher [M]
@@ -293,7 +292,7 @@ void release_run(bufcache* c, buf** bps, size_t n, bool dirty);
 void markclean_locked(bufcache* c, buf* bp);                   // L: a write starts: DELWRI off
 void markdirty_locked(bufcache* c, buf* bp);                   // L: DELWRI on
 void invalidate_locked(bufcache* c, buf* bp);                  // L: busy bp loses its identity
-bool bbusy(bufcache* c, buf* bp);  // takes busy by CAS if free (leaves it on its queue); any lock or none
+bool bbusy(buf* bp);  // takes busy by CAS if free (leaves it on its queue); any lock or none
 // Starts a write of busy bp (a buffer or a cluster header) through VNOP_STRATEGY, counting it in flight.
 void buf_startwrite(buf* bp);
 // Waits until vp has fewer than max_async_per_vnode writes in flight (write throttling).

@@ -60,14 +60,14 @@ static void push_range(bufcache* c, vnode* vp, daddr64_t start, daddr64_t end) {
   for (daddr64_t lb = start; lb <= end; lb++) {
     // Under [M] a found buffer's identity and B_DELWRI hold; busy is taken by CAS (a hit may hold it).
     buf* bp = lb < end ? incore_locked(c, vp, lb) : nullptr;
-    bool take = bp && has(bp, B_DELWRI) && run.size() < c->max_io_blocks && bbusy(c, bp);
+    bool take = bp && has(bp, B_DELWRI) && run.size() < c->max_io_blocks && bbusy(bp);
     if (!take && !run.empty()) {
       g.unlock();
       write_run(c, vp, run.data(), run.size());
       run.clear();
       g.lock();
       bp = lb < end ? incore_locked(c, vp, lb) : nullptr;  // the lock was dropped: look the block up again
-      take = bp && has(bp, B_DELWRI) && bbusy(c, bp);
+      take = bp && has(bp, B_DELWRI) && bbusy(bp);
     }
     if (take) {
       markclean_locked(c, bp);
@@ -267,7 +267,7 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
     std::lock_guard g(c->mtx);
     for (daddr64_t lb = b0; lb < b1; lb++) {
       buf* bp = incore_locked(c, vp, lb);
-      if (bp && !has(bp, B_DELWRI) && bbusy(c, bp)) {
+      if (bp && !has(bp, B_DELWRI) && bbusy(bp)) {
         invalidate_locked(c, bp);
         brelse_locked(c, bp);
       }

@@ -217,7 +217,7 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
       flush_run();  // the lock was dropped: bp may be busy, written or reused by now
       continue;     // look at it again
     }
-    if (!bbusy(c, bp)) continue;  // a hit took it since the check: look again
+    if (!bbusy(bp)) continue;  // a hit took it since the check: look again
     markclean_locked(c, bp);
     run.push_back(bp);
     i++;
