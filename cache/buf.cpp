@@ -216,7 +216,7 @@ bufcache_stats bufcache_getstats(const mount* mp) {
   }
   s.buffers = c->nbufs;
   s.block_size = c->bs;
-  s.hits = ld(c->n.hits);
+  for (auto& sh : c->shards) s.hits += sh.hits.load(std::memory_order_relaxed);
   s.misses = ld(c->n.misses);
   s.evictions = ld(c->n.evictions);
   s.throttle_waits = ld(c->n.throttle_waits);
@@ -550,7 +550,7 @@ buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found)
 // The hit half of a getblk, after busy was taken: counted. No lock needed.
 static void take_hit(bufcache* c, buf* bp) {
   setf(bp, B_CACHE);
-  c->n.hits.fetch_add(1, std::memory_order_relaxed);
+  shard_of(c, bp->b_vp, bp->b_lblkno).hits.fetch_add(1, std::memory_order_relaxed);
   if (bp->b_lflags.load(std::memory_order_relaxed) & BL_RAHEAD) {
     bp->b_lflags.fetch_and(~uint32_t{BL_RAHEAD}, std::memory_order_relaxed);
     c->n.readahead_used.fetch_add(1, std::memory_order_relaxed);

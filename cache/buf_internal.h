@@ -189,7 +189,7 @@ using vb_dirtylist = bi::list<vnode_bufs, bi::member_hook<vnode_bufs, list_hook,
 // Counters, relaxed atomics so hot paths count without the mutex.
 struct cache_counters {
   using C = std::atomic<uint64_t>;
-  C hits{0}, misses{0}, evictions{0}, throttle_waits{0}, bdwrite_to_async{0};
+  C misses{0}, evictions{0}, throttle_waits{0}, bdwrite_to_async{0};  // hits: per hash shard (hash_shard::hits)
   C reads{0}, writes{0}, read_errors{0}, write_errors{0}, dropped_dirty{0};
   C readahead_issued{0}, readahead_used{0}, cluster_pushes{0}, sparse_pushes{0};
   C flusher_runs{0}, flusher_writes{0};
@@ -225,6 +225,9 @@ class bufcache {
     std::mutex mtx;
     std::unique_ptr<buf_hash::bucket_type[]> buckets;
     std::unique_ptr<buf_hash> hash;  // [S]
+    // Hits, counted in the line the hit has just locked: a cache-wide counter would be the one line
+    // every hit writes. Summed by bufcache_getstats.
+    std::atomic<uint64_t> hits{0};
   };
   hash_shard shards[kHashShards];
   // The wait table [W]: busy releases and synchronous I/O completions, by buffer address.
