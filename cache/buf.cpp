@@ -116,7 +116,7 @@ int bufcache_create(mount* mp, dev::device* device, const bufcache_config& cfg) 
       bp->b_datap = c->pool + i * c->bs;
       bp->b_bcount = c->bs;
       bp->b_cache = c.get();
-      bp->b_whichq = BQ_EMPTY;
+      bp->b_lflags.store(bl_q(BQ_EMPTY), std::memory_order_relaxed);
       c->q[BQ_EMPTY].push_back(*bp);
     }
     // Cluster headers: enough for every vnode's async window plus readers; fixed, like XNU's iobufs.
@@ -125,16 +125,17 @@ int bufcache_create(mount* mp, dev::device* device, const bufcache_config& cfg) 
     for (size_t i = 0; i < c->nhdrs; i++) {
       buf* h = &c->hdrs[i];
       h->b_cache = c.get();
-      h->b_lflags = 0;
       h->b_header = true;
       h->b_members.reserve(c->max_io_blocks);
       h->b_io.iov.reserve(c->max_io_blocks);
       c->hdr_free.push_back(*h);
     }
-    size_t nb = 1;
-    while (nb < c->nbufs) nb <<= 1;
-    c->buckets = std::make_unique<buf_hash::bucket_type[]>(nb);
-    c->hash = std::make_unique<buf_hash>(buf_hash::bucket_traits(c->buckets.get(), nb));
+    size_t nb = 8;  // buckets per shard: about one per buffer in all
+    while (nb * kHashShards < c->nbufs) nb <<= 1;
+    for (auto& sh : c->shards) {
+      sh.buckets = std::make_unique<buf_hash::bucket_type[]>(nb);
+      sh.hash = std::make_unique<buf_hash>(buf_hash::bucket_traits(sh.buckets.get(), nb));
+    }
     mp->mnt_cache = c.get();
     if (int err = spec_create_devvp(c.get())) {
       mp->mnt_cache = nullptr;
@@ -189,7 +190,10 @@ int bufcache_destroy(mount* mp) {
     c->dirty_vnodes.clear();
     for (int i = 0; i < BQ_COUNT; i++) c->q[i].clear();
     c->hdr_free.clear();
-    c->hash->clear();
+    for (auto& sh : c->shards) {
+      std::lock_guard gs(sh.mtx);
+      sh.hash->clear();
+    }
   }
   mp->mnt_cache = nullptr;
   mp->mnt_devvp = nullptr;
@@ -205,11 +209,14 @@ bufcache_stats bufcache_getstats(const mount* mp) {
     std::lock_guard g(c->mtx);
     s.dirty = c->ndirty.load(std::memory_order_relaxed);
     s.dirty_max = c->dirty_max;
-    s.busy = c->nbusy;
+    // Counted here rather than at every CAS: a shared counter on the hit path would be the cache-wide
+    // cache line the shards exist to avoid. O(buffers), for a statistics call.
+    for (size_t i = 0; i < c->nbufs; i++)
+      if (c->bufs[i].b_lflags.load(std::memory_order_relaxed) & BL_BUSY) s.busy++;
   }
   s.buffers = c->nbufs;
   s.block_size = c->bs;
-  s.hits = ld(c->n.hits);
+  for (auto& sh : c->shards) s.hits += sh.hits.load(std::memory_order_relaxed);
   s.misses = ld(c->n.misses);
   s.evictions = ld(c->n.evictions);
   s.throttle_waits = ld(c->n.throttle_waits);
@@ -259,24 +266,88 @@ vnode_bufs* vb_get_locked(bufcache* c, vnode* vp) {
   return vb;
 }
 
+// ---- the sharded hash, busy by CAS, the wait table
+// The shard is chosen by the top bits of the key's hash; the bucket inside it by the low bits.
+static bufcache::hash_shard& shard_of(bufcache* c, const vnode* vp, daddr64_t lblkno, size_t* hash = nullptr) {
+  size_t h = buf_key_hash()(buf_key{vp, lblkno});
+  if (hash) *hash = h;
+  return c->shards[h >> (8 * sizeof(size_t) - 6)];
+}
+// The key's hash computed once, for the shard and the bucket.
+struct prehashed {
+  size_t h;
+  size_t operator()(const buf_key&) const { return h; }
+};
+static_assert(kHashShards == 64);
+
+static bufcache::wait_slot& wait_slot_of(bufcache* c, const buf* bp) {
+  uint64_t h = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(bp)) * 0x9E3779B97F4A7C15ull;
+  return c->waits[h >> 58];
+}
+static_assert(kWaitSlots == 64);
+
+// Wakes the sleepers of bp's slot (others sharing the slot wake spuriously and look again).
+static void wait_slot_wake(bufcache* c, const buf* bp) {
+  auto& ws = wait_slot_of(c, bp);
+  std::lock_guard g(ws.mtx);
+  ws.cv.notify_all();
+}
+
 buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno) {
-  auto it = c->hash->find(buf_key{vp, lblkno}, buf_key_hash(), buf_key_eq());
-  return it == c->hash->end() ? nullptr : &*it;
+  size_t h;
+  auto& sh = shard_of(c, vp, lblkno, &h);
+  std::lock_guard g(sh.mtx);
+  auto it = sh.hash->find(buf_key{vp, lblkno}, prehashed{h}, buf_key_eq());
+  return it == sh.hash->end() ? nullptr : &*it;
 }
 
-static void unqueue_locked(bufcache* c, buf* bp) {
-  if (bp->b_whichq != BQ_NONE) {
-    c->q[bp->b_whichq].erase(c->q[bp->b_whichq].iterator_to(*bp));
-    bp->b_whichq = BQ_NONE;
-  }
-}
-
-bool bbusy_locked(bufcache* c, buf* bp) {
-  if (bp->b_lflags & BL_BUSY) return false;
-  unqueue_locked(c, bp);
-  bp->b_lflags |= BL_BUSY;
-  c->nbusy++;
+bool bbusy(buf* bp) {
+  uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
+  do {
+    if (w & BL_BUSY) return false;
+  } while (!bp->b_lflags.compare_exchange_weak(w, w | BL_BUSY, std::memory_order_acquire, std::memory_order_relaxed));
   return true;
+}
+
+lookup_result lookup_busy(bufcache* c, vnode* vp, daddr64_t lblkno, buf** bpp) {
+  size_t h;
+  auto& sh = shard_of(c, vp, lblkno, &h);
+  std::lock_guard g(sh.mtx);
+  auto it = sh.hash->find(buf_key{vp, lblkno}, prehashed{h}, buf_key_eq());
+  if (it == sh.hash->end()) return lookup_result::Miss;
+  buf* bp = &*it;
+  *bpp = bp;
+  if (!bbusy(bp)) return lookup_result::Busy;
+  // FreeBSD getblkx re-checks the identity after taking the lock; here the CAS is made under [S], which
+  // every identity change holds, so the identity found is the one owned.
+  assert(bp->b_vp == vp && bp->b_lblkno == lblkno);
+  return lookup_result::Got;
+}
+
+void buf_wait_unbusy(bufcache* c, buf* bp) {
+  auto& ws = wait_slot_of(c, bp);
+  std::unique_lock g(ws.mtx);
+  uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
+  for (;;) {
+    if (!(w & BL_BUSY)) return;
+    // WANTED is set under [W] and only while BUSY is: the releaser's CAS either precedes this one (we see
+    // BUSY clear and go) or sees WANTED and notifies under [W], which it cannot take before we sleep.
+    if ((w & BL_WANTED) ||
+        bp->b_lflags.compare_exchange_weak(w, w | BL_WANTED, std::memory_order_relaxed, std::memory_order_relaxed))
+      break;
+  }
+  ws.cv.wait(g);
+}
+
+// Clears BUSY (and WANTED), setting the queue bits to q and BL_REF if ref; wakes the waiters. The caller
+// owns the buffer; with [M] held when q differs from the current queue bits.
+static void unbusy(bufcache* c, buf* bp, uint8_t q, bool ref) {
+  uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
+  uint32_t n;
+  do {
+    n = (w & ~(BL_BUSY | BL_WANTED | BL_QMASK | BL_REF)) | bl_q(q) | (ref ? uint32_t{BL_REF} : 0u);
+  } while (!bp->b_lflags.compare_exchange_weak(w, n, std::memory_order_release, std::memory_order_relaxed));
+  if (w & BL_WANTED) wait_slot_wake(c, bp);
 }
 
 // The dirty count changes only here and in invalidate_locked: the one place that knows when it falls under
@@ -317,7 +388,11 @@ void markclean_locked(bufcache* c, buf* bp) {
 
 // Takes the identity away from a busy buffer: out of the hash and its vnode's lists.
 void invalidate_locked(bufcache* c, buf* bp) {
-  if (bp->b_hash.is_linked()) c->hash->erase(c->hash->iterator_to(*bp));
+  if (bp->b_hash.is_linked()) {
+    auto& sh = shard_of(c, bp->b_vp, bp->b_lblkno);
+    std::lock_guard gs(sh.mtx);
+    sh.hash->erase(sh.hash->iterator_to(*bp));
+  }
   if (bp->b_vb) {
     if (has(bp, B_DELWRI)) {
       bp->b_vb->dirty.erase(bp->b_vb->dirty.iterator_to(*bp));
@@ -329,46 +404,103 @@ void invalidate_locked(bufcache* c, buf* bp) {
   bp->b_vb = nullptr;
   bp->b_vp = nullptr;
   bp->b_flags.store(0, std::memory_order_relaxed);
-  bp->b_lflags &= static_cast<uint8_t>(~BL_RAHEAD);
+  bp->b_lflags.fetch_and(~uint32_t{BL_RAHEAD}, std::memory_order_relaxed);
   bp->b_error = 0;
   bp->b_wfails = 0;
   bp->b_blkno = BUF_UNMAPPED;
   bp->b_fsprivate = nullptr;
 }
 
-void brelse_locked(bufcache* c, buf* bp) {
-  assert(bp->b_lflags & BL_BUSY);
-  uint32_t f = bp->b_flags.load(std::memory_order_relaxed);
+static bool release_drops(uint32_t f) {
   bool dirty = f & B_DELWRI;
-  bool drop = (f & B_INVAL) || (!dirty && ((f & B_NOCACHE) || (f & B_ERROR) || !(f & B_DONE)));
-  if (drop && bp->b_vb) invalidate_locked(c, bp);
-  clrf(bp, B_ASYNC | B_NOCACHE | B_AGE | B_READ | B_CALL | B_CACHE | B_FUA);
+  return (f & B_INVAL) || (!dirty && ((f & B_NOCACHE) || (f & B_ERROR) || !(f & B_DONE)));
+}
+static uint8_t release_queue(uint32_t f, bool identity) {
+  return !identity ? BQ_EMPTY : (f & B_DELWRI) ? BQ_DIRTY : (f & B_AGE) ? BQ_AGE : BQ_LRU;
+}
+static constexpr uint32_t kReleaseClear = B_ASYNC | B_NOCACHE | B_AGE | B_READ | B_CALL | B_CACHE | B_FUA;
+
+// f: the flags as the owner left them (a release that started lock-free has cleared them already).
+static void release_locked(bufcache* c, buf* bp, uint32_t f) {
+  assert(bp->b_lflags.load(std::memory_order_relaxed) & BL_BUSY);
+  if (release_drops(f) && bp->b_vb) invalidate_locked(c, bp);
+  clrf(bp, kReleaseClear);
   bp->b_iodone = nullptr;
-  uint8_t q = bp->b_vb == nullptr ? BQ_EMPTY : dirty ? BQ_DIRTY : (f & B_AGE) ? BQ_AGE : BQ_LRU;
-  bp->b_whichq = q;
-  if (q == BQ_EMPTY) c->q[q].push_front(*bp);
-  else c->q[q].push_back(*bp);
-  bp->b_lflags &= static_cast<uint8_t>(~BL_BUSY);
-  c->nbusy--;
-  if (bp->b_lflags & BL_WANTED) {
-    bp->b_lflags &= static_cast<uint8_t>(~BL_WANTED);
-    bp->b_cv.notify_all();
+  uint8_t q = release_queue(f, bp->b_vb != nullptr);
+  uint8_t cur = bl_queue(bp->b_lflags.load(std::memory_order_relaxed));
+  if (cur != q) {  // lazy removal: it may still be on the queue it was on when it was taken
+    if (cur != BQ_NONE) c->q[cur].erase(c->q[cur].iterator_to(*bp));
+    if (q == BQ_EMPTY) c->q[q].push_front(*bp);
+    else c->q[q].push_back(*bp);
   }
+  unbusy(c, bp, q, false);
   if (q != BQ_DIRTY) free_notify_locked(c);
+}
+
+void brelse_locked(bufcache* c, buf* bp) { release_locked(c, bp, bp->b_flags.load(std::memory_order_relaxed)); }
+
+// The hot release: the buffer goes back to the queue it never left, so no list changes and no [M]. The CAS
+// expects the queue bits it read: if the reclaimer unlinked the buffer meanwhile (cleared them under [M]),
+// the CAS fails and the release is finished under [M]. A throttled getblk never waits for a lock-free
+// release: it found no free buffer only after unlinking every busy one from the queues, so a buffer still
+// linked was not counted on (and the throttle's wait is bounded anyway). Called without [M].
+bool brelse_fast(bufcache* c, buf* bp) {
+  const uint32_t f = bp->b_flags.load(std::memory_order_relaxed);
+  if (release_drops(f) || bp->b_vb == nullptr) return false;
+  const uint8_t q = release_queue(f, true);
+  uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
+  if (bl_queue(w) != q) return false;
+  clrf(bp, kReleaseClear);  // still the owner's until the CAS below
+  bp->b_iodone = nullptr;
+  uint32_t n;
+  do {
+    if (bl_queue(w) != q) {  // unlinked by the reclaimer since: relink under [M]
+      std::lock_guard g(c->mtx);
+      release_locked(c, bp, f);
+      return true;
+    }
+    n = (w & ~(BL_BUSY | BL_WANTED)) | (q == BQ_LRU ? uint32_t{BL_REF} : 0u);
+  } while (!bp->b_lflags.compare_exchange_weak(w, n, std::memory_order_release, std::memory_order_relaxed));
+  if (w & BL_WANTED) wait_slot_wake(c, bp);
+  return true;
 }
 
 // Reclaims a clean free buffer for a new identity: EMPTY first, then AGE, then LRU (XNU getnewbuf).
 // nullptr when every buffer is busy or dirty.
+// Lazy removal: a busy buffer met at a queue's front is unlinked (a hit left it there) and its queue bits
+// cleared by CAS, so its lock-free release fails over to [M] and relinks it. An LRU buffer released by a
+// hit since (BL_REF) gets a second chance at the back (CLOCK); each buffer at most once per call.
 static buf* getnewbuf_locked(bufcache* c) {
   for (uint8_t q : {BQ_EMPTY, BQ_AGE, BQ_LRU}) {
-    if (c->q[q].empty()) continue;
-    buf* bp = &c->q[q].front();
-    bbusy_locked(c, bp);
-    if (bp->b_vb) {
-      c->n.evictions.fetch_add(1, std::memory_order_relaxed);
-      invalidate_locked(c, bp);
+    size_t second_chances = c->q[q].size();
+    while (!c->q[q].empty()) {
+      buf* bp = &c->q[q].front();
+      uint32_t w = bp->b_lflags.load(std::memory_order_relaxed);
+      if (w & BL_BUSY) {
+        if (!bp->b_lflags.compare_exchange_weak(w, w & ~BL_QMASK, std::memory_order_relaxed,
+                                                std::memory_order_relaxed))
+          continue;  // released or wanted meanwhile: look again
+        c->q[q].pop_front();
+        continue;
+      }
+      if ((w & BL_REF) && second_chances > 0) {
+        if (!bp->b_lflags.compare_exchange_weak(w, w & ~BL_REF, std::memory_order_relaxed, std::memory_order_relaxed))
+          continue;
+        second_chances--;
+        c->q[q].pop_front();
+        c->q[q].push_back(*bp);
+        continue;
+      }
+      if (!bp->b_lflags.compare_exchange_weak(w, (w | BL_BUSY) & ~(BL_QMASK | BL_REF), std::memory_order_acquire,
+                                              std::memory_order_relaxed))
+        continue;
+          c->q[q].pop_front();
+      if (bp->b_vb) {
+        c->n.evictions.fetch_add(1, std::memory_order_relaxed);
+        invalidate_locked(c, bp);
+      }
+      return bp;
     }
-    return bp;
   }
   return nullptr;
 }
@@ -380,7 +512,11 @@ static void assign_locked(bufcache* c, buf* bp, vnode* vp, vnode_bufs* vb, daddr
   bp->b_blkno = (vp->v_flag & VSYSTEM) ? lblkno : BUF_UNMAPPED;
   bp->b_bcount = c->bs;
   bp->b_flags.store(meta ? uint32_t{B_META} : 0u, std::memory_order_relaxed);
-  c->hash->insert(*bp);
+  {
+    auto& sh = shard_of(c, vp, lblkno);
+    std::lock_guard gs(sh.mtx);
+    sh.hash->insert(*bp);
+  }
   vb->clean.push_back(*bp);
 }
 
@@ -398,7 +534,7 @@ buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found)
   *found = false;
   if (buf* bp = incore_locked(c, vp, lblkno)) {
     *found = true;
-    if (!bbusy_locked(c, bp)) return nullptr;
+    if (!bbusy(bp)) return nullptr;
     setf(bp, B_CACHE);
     return bp;
   }
@@ -411,36 +547,49 @@ buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found)
   return bp;
 }
 
-// The hit half of a getblk: busy taken, counted. L.
-static void take_hit_locked(bufcache* c, buf* bp) {
-  bbusy_locked(c, bp);
+// The hit half of a getblk, after busy was taken: counted. No lock needed.
+static void take_hit(bufcache* c, buf* bp) {
   setf(bp, B_CACHE);
-  c->n.hits.fetch_add(1, std::memory_order_relaxed);
-  if (bp->b_lflags & BL_RAHEAD) {
-    bp->b_lflags &= static_cast<uint8_t>(~BL_RAHEAD);
+  shard_of(c, bp->b_vp, bp->b_lblkno).hits.fetch_add(1, std::memory_order_relaxed);
+  if (bp->b_lflags.load(std::memory_order_relaxed) & BL_RAHEAD) {
+    bp->b_lflags.fetch_and(~uint32_t{BL_RAHEAD}, std::memory_order_relaxed);
     c->n.readahead_used.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
+static void release_any(bufcache* c, buf* bp) {
+  if (brelse_fast(c, bp)) return;
+  std::lock_guard g(c->mtx);
+  brelse_locked(c, bp);
+}
+
+// A hit takes no cache-wide lock: the shard's [S] for the lookup and busy CAS. A miss takes [M], looks
+// again (every insertion holds [M], so what it finds then stays true) and reclaims a buffer.
 BufRef buf_getblk(vnode* vp, daddr64_t blkno, int operation) {
   bufcache* c = cache_of(vp);
-  std::unique_lock g(c->mtx);
   for (;;) {
-    if (buf* bp = incore_locked(c, vp, blkno)) {
-      if (bp->b_lflags & BL_BUSY) {
-        bp->b_lflags |= BL_WANTED;
-        bp->b_cv.wait(g);
-        continue;  // it may have been invalidated meanwhile: look again
-      }
-      if ((operation & BLK_ONLYVALID) && !has(bp, B_DONE)) return BufRef();
-      take_hit_locked(c, bp);
-      if (operation & BLK_META) setf(bp, B_META);
-      return BufRef(bp);
+    buf* bp = nullptr;
+    switch (lookup_busy(c, vp, blkno, &bp)) {
+      case lookup_result::Got:
+        if ((operation & BLK_ONLYVALID) && !has(bp, B_DONE)) {
+          release_any(c, bp);
+          return BufRef();
+        }
+        take_hit(c, bp);
+        if (operation & BLK_META) setf(bp, B_META);
+        return BufRef(bp);
+      case lookup_result::Busy:
+        buf_wait_unbusy(c, bp);
+        continue;  // it may have been invalidated or reused meanwhile: look again
+      case lookup_result::Miss:
+        break;
     }
     if (operation & BLK_ONLYVALID) return BufRef();
+    std::unique_lock g(c->mtx);
+    if (incore_locked(c, vp, blkno)) continue;  // entered by another thread since the lookup
     vnode_bufs* vb = vb_get_locked(c, vp);
     if (vb == nullptr) return BufRef();  // ENOMEM: callers see an empty BufRef
-    buf* bp = getnewbuf_locked(c);
+    bp = getnewbuf_locked(c);
     if (bp == nullptr) {
       throttle_wait_locked(c, g);
       continue;
@@ -453,25 +602,51 @@ BufRef buf_getblk(vnode* vp, daddr64_t blkno, int operation) {
 
 size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, buf** out) {
   const bool onlyvalid = flags & RUN_ONLYVALID;
+  size_t k = 0;
+  // The prefix of hits, lock-free.
+  while (k < n) {
+    const daddr64_t lb = lbn + static_cast<daddr64_t>(k);
+    buf* bp = nullptr;
+    lookup_result r = lookup_busy(c, vp, lb, &bp);
+    if (r == lookup_result::Miss) {
+      if (onlyvalid) return k;
+      break;
+    }
+    if (r == lookup_result::Busy) {
+      if (k > 0 || onlyvalid) return k;  // never sleep holding part of a run
+      buf_wait_unbusy(c, bp);
+      continue;  // it may have been invalidated or reused meanwhile: look again
+    }
+    if (onlyvalid && !has(bp, B_DONE)) {
+      release_any(c, bp);
+      return k;
+    }
+    take_hit(c, bp);
+    out[k++] = bp;
+  }
+  if (k == n) return k;
+  // A miss: the rest under one acquisition of [M].
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vb_get_locked(c, vp);
-  if (vb == nullptr) return 0;
-  size_t k = 0;
+  if (vb == nullptr) {
+    g.unlock();
+    for (size_t i = 0; i < k; i++) release_any(c, out[i]);
+    return 0;
+  }
   while (k < n) {
     const daddr64_t lb = lbn + static_cast<daddr64_t>(k);
     if (buf* bp = incore_locked(c, vp, lb)) {
-      if (bp->b_lflags & BL_BUSY) {
-        if (k > 0 || onlyvalid) break;  // never sleep holding part of a run
-        bp->b_lflags |= BL_WANTED;
-        bp->b_cv.wait(g);
+      if (!bbusy(bp)) {
+        if (k > 0) break;  // never sleep holding part of a run
+        g.unlock();
+        buf_wait_unbusy(c, bp);
+        g.lock();
         continue;  // it may have been invalidated meanwhile: look again
       }
-      if (onlyvalid && !has(bp, B_DONE)) break;
-      take_hit_locked(c, bp);
+      take_hit(c, bp);
       out[k++] = bp;
       continue;
     }
-    if (onlyvalid) break;
     buf* bp = getnewbuf_locked(c);
     if (bp == nullptr) {
       if (k > 0) break;
@@ -486,22 +661,26 @@ size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, bu
 }
 
 void release_run(bufcache* c, buf** bps, size_t n, bool dirty) {
-  std::lock_guard g(c->mtx);
+  std::unique_lock g(c->mtx, std::defer_lock);
   for (size_t i = 0; i < n; i++) {
+    buf* bp = bps[i];
     if (dirty) {
-      markdirty_locked(c, bps[i]);
-      setf(bps[i], B_DONE);
+      if (!has(bp, B_DELWRI)) {  // clean -> dirty moves it between lists: [M] (B_DELWRI is stable while busy)
+        if (!g.owns_lock()) g.lock();
+        markdirty_locked(c, bp);
+      }
+      setf(bp, B_DONE);
     }
-    brelse_locked(c, bps[i]);
+    if (!g.owns_lock() && brelse_fast(c, bp)) continue;
+    if (!g.owns_lock()) g.lock();
+    brelse_locked(c, bp);
   }
 }
 
 void buf_brelse(BufRef ref) {
   buf* bp = ref.release();
   if (bp == nullptr) return;
-  bufcache* c = bp->b_cache;
-  std::lock_guard g(c->mtx);
-  brelse_locked(c, bp);
+  release_any(bp->b_cache, bp);
 }
 
 // ---- reads
@@ -617,14 +796,18 @@ int buf_bawrite(BufRef ref) {
 void buf_bdwrite(BufRef ref) {
   buf* bp = ref.release();
   bufcache* c = bp->b_cache;
-  bool start;
   {
-    std::lock_guard g(c->mtx);
-    markdirty_locked(c, bp);
+    // Rewriting a buffer that is already dirty changes no list: no [M] unless it must move.
+    std::unique_lock g(c->mtx, std::defer_lock);
+    if (!has(bp, B_DELWRI)) {
+      g.lock();
+      markdirty_locked(c, bp);
+    }
     setf(bp, B_DONE);
-    start = c->ndirty.load(std::memory_order_relaxed) > c->highwater && !has(bp, B_LOCKED) && bp->b_vb->vp != c->devvp;
+    bool start = c->ndirty.load(std::memory_order_relaxed) > c->highwater && !has(bp, B_LOCKED) && bp->b_vp != c->devvp;
     if (!start) {
-      brelse_locked(c, bp);
+      if (g.owns_lock()) brelse_locked(c, bp);
+      else release_any(c, bp);
       return;
     }
   }
@@ -632,10 +815,15 @@ void buf_bdwrite(BufRef ref) {
   buf_bawrite(BufRef(bp));
 }
 
+// B_DONE of a synchronous I/O is set under the buffer's wait slot [W] (io_done_publish), as the completion's
+// last touch of the buffer: once the waiter sees it, the buffer is the waiter's alone.
 int buf_biowait(buf* bp) {
   bufcache* c = bp->b_cache;
-  std::unique_lock g(c->mtx);
-  while (!has(bp, B_DONE)) bp->b_cv.wait(g);
+  auto& ws = wait_slot_of(c, bp);
+  {
+    std::unique_lock g(ws.mtx);
+    while (!has(bp, B_DONE)) ws.cv.wait(g);
+  }
   if (has(bp, B_ERROR)) return bp->b_error ? bp->b_error : EIO;
   return 0;
 }
@@ -649,18 +837,18 @@ void buf_setcallback(buf* bp, void (*fn)(buf*, void*), void* arg) {
 // The end of one write of bp's data (a buffer, or one member of a cluster). Errors never vanish: the data
 // stays dirty (B_LOCKED) and the vnode records EIO; after max_write_retries the data is dropped and the
 // vnode's error becomes sticky.
+// B_DONE is left to the caller (a synchronous write's waiter must see it last).
 static void write_done_locked(bufcache* c, buf* bp, int error) {
   vnode_bufs* vb = bp->b_vb;
   if (error == 0) {
     bp->b_wfails = 0;
     clrf(bp, B_LOCKED | B_ERROR);
     bp->b_error = 0;
-    setf(bp, B_DONE);
     return;
   }
   c->n.write_errors.fetch_add(1, std::memory_order_relaxed);
   bp->b_error = error;
-  setf(bp, B_ERROR | B_DONE);
+  setf(bp, B_ERROR);
   if (vb == nullptr) return;
   vb->error = EIO;
   if (++bp->b_wfails < c->cfg.max_write_retries) {
@@ -678,58 +866,74 @@ static void write_done_locked(bufcache* c, buf* bp, int error) {
 
 static void cluster_iodone(buf* hdr);
 
+// Wakes the synchronous waiter of bp (buf_biowait): B_DONE under the wait slot, then nothing more of bp.
+static void io_done_publish(bufcache* c, buf* bp) {
+  auto& ws = wait_slot_of(c, bp);
+  std::lock_guard g(ws.mtx);
+  setf(bp, B_DONE);
+  ws.cv.notify_all();
+}
+
 void buf_biodone(buf* bp) {
   bufcache* c = bp->b_cache;
   if (bp->b_header) {
     cluster_iodone(bp);
     return;
   }
-  std::unique_lock g(c->mtx);
-  bool write = !has(bp, B_READ);
-  if (write) {
+  const bool write = !has(bp, B_READ);
+  if (write) {  // dirty state, numoutput and the vnode's error: [M]
+    std::unique_lock g(c->mtx);
     write_done_locked(c, bp, has(bp, B_ERROR) ? (bp->b_error ? bp->b_error : EIO) : 0);
     vnode_bufs* vb = bp->b_vp->v_bufs;  // reclaim waits for numoutput == 0 before freeing v_bufs
     vb->numoutput--;
     vb_notify_locked(vb);
+    if (has(bp, B_ASYNC) && !has(bp, B_CALL)) {  // released in the same acquisition
+      setf(bp, B_DONE);
+      brelse_locked(c, bp);
+      return;
+    }
   } else if (has(bp, B_ERROR)) {
     c->n.read_errors.fetch_add(1, std::memory_order_relaxed);
   }
-  setf(bp, B_DONE);
   if (has(bp, B_CALL)) {
+    setf(bp, B_DONE);
     clrf(bp, B_CALL);
     auto fn = bp->b_iodone;
     void* arg = bp->b_iodone_arg;
-    g.unlock();
     fn(bp, arg);  // it owns bp now
     return;
   }
   if (has(bp, B_ASYNC)) {
+    setf(bp, B_DONE);
     if (!write && has(bp, B_ERROR)) setf(bp, B_INVAL);
-    brelse_locked(c, bp);
+    release_any(c, bp);
     return;
   }
-  bp->b_cv.notify_all();
+  io_done_publish(c, bp);
 }
 
-// Completion of a cluster header, one batch: one acquisition of [M] for all its members. Each member gets
-// the result of the one I/O it was part of (a failed I/O fails exactly its own members: other headers of
-// the same push complete on their own); async headers release their members and go back to the pool, a
-// sync header wakes its waiter (who still owns the members).
+// Completion of a cluster header, one batch: one acquisition of [M] for all its members (none for a
+// synchronous read). Each member gets the result of the one I/O it was part of (a failed I/O fails exactly
+// its own members: other headers of the same push complete on their own); async headers release their
+// members and go back to the pool, a sync header wakes its waiter (who still owns the members).
 static void cluster_iodone(buf* hdr) {
   bufcache* c = hdr->b_cache;
-  std::lock_guard g(c->mtx);
   int error = has(hdr, B_ERROR) ? (hdr->b_error ? hdr->b_error : EIO) : 0;
-  bool write = !has(hdr, B_READ);
-  bool rahead = hdr->b_lflags & BL_RAHEAD;
+  const bool write = !has(hdr, B_READ);
+  const bool async = has(hdr, B_ASYNC);
+  const bool rahead = hdr->b_lflags.load(std::memory_order_relaxed) & BL_RAHEAD;
+  std::unique_lock g(c->mtx, std::defer_lock);
+  if (write || async) g.lock();
   for (buf* m : hdr->b_members) {
     if (write) {
       write_done_locked(c, m, error);
+      setf(m, B_DONE);
     } else if (error) {
       m->b_error = error;
       setf(m, B_ERROR | B_DONE | B_INVAL);
     } else {
       setf(m, B_DONE);
-      if (rahead) m->b_lflags |= BL_RAHEAD;
+      if (rahead) m->b_lflags.fetch_or(BL_RAHEAD, std::memory_order_relaxed);
     }
   }
   if (write) {
@@ -741,18 +945,18 @@ static void cluster_iodone(buf* hdr) {
   } else if (error) {
     c->n.read_errors.fetch_add(1, std::memory_order_relaxed);
   }
-  if (has(hdr, B_ASYNC)) {
+  if (async) {
     for (buf* m : hdr->b_members) brelse_locked(c, m);
     hdr_put_locked(c, hdr);
-  } else {
-    setf(hdr, B_DONE);
-    hdr->b_cv.notify_all();
+    return;
   }
+  if (g.owns_lock()) g.unlock();
+  io_done_publish(c, hdr);
 }
 
 void hdr_put_locked(bufcache* c, buf* h) {
   h->b_members.clear();
-  h->b_lflags = 0;
+  h->b_lflags.store(0, std::memory_order_relaxed);
   h->b_vp = nullptr;
   c->hdr_free.push_back(*h);
   if (c->hdr_waiters) c->hdr_cv.notify_one();
@@ -772,7 +976,7 @@ buf* hdr_get(bufcache* c, vnode* vp, uint32_t flags) {
   h->b_error = 0;
   h->b_bcount = 0;
   h->b_members.clear();
-  h->b_lflags = 0;
+  h->b_lflags.store(0, std::memory_order_relaxed);
   return h;
 }
 
@@ -825,10 +1029,12 @@ int buf_strategy(vnode* devvp, buf* bp) {
 }
 
 // ---- invalidation and flushing
-// Waits for busy bp to be free; returns with the lock held. The buffer may have changed identity.
-static void wait_busy_locked(buf* bp, std::unique_lock<std::mutex>& g) {
-  bp->b_lflags |= BL_WANTED;
-  bp->b_cv.wait(g);
+// Waits for busy bp to be free, [M] dropped meanwhile; returns with [M] held. The buffer may have changed
+// identity: the caller looks again.
+static void wait_busy_locked(bufcache* c, buf* bp, std::unique_lock<std::mutex>& g) {
+  g.unlock();
+  buf_wait_unbusy(c, bp);
+  g.lock();
 }
 
 // Discards vp's buffers that match `pick`, waiting for busy ones. Restarts the scan after every sleep.
@@ -843,11 +1049,10 @@ static void discard_locked(bufcache* c, vnode_bufs* vb, std::unique_lock<std::mu
       if (victim) break;
     }
     if (victim == nullptr) return;
-    if (victim->b_lflags & BL_BUSY) {
-      wait_busy_locked(victim, g);
+    if (!bbusy(victim)) {
+      wait_busy_locked(c, victim, g);
       continue;
     }
-    bbusy_locked(c, victim);
     invalidate_locked(c, victim);
     brelse_locked(c, victim);
   }
@@ -880,11 +1085,10 @@ void buf_invalidate_range(vnode* vp, daddr64_t first, daddr64_t last) {
         lb++;
         continue;
       }
-      if (bp->b_lflags & BL_BUSY) {
-        wait_busy_locked(bp, g);  // it may have gone or changed identity meanwhile: look again
+      if (!bbusy(bp)) {
+        wait_busy_locked(c, bp, g);  // it may have gone or changed identity meanwhile: look again
         continue;
       }
-      bbusy_locked(c, bp);
       invalidate_locked(c, bp);
       brelse_locked(c, bp);
       lb++;
@@ -901,11 +1105,10 @@ void buf_invalblkno(vnode* vp, daddr64_t blkno) {
   for (;;) {
     buf* bp = incore_locked(c, vp, blkno);
     if (bp == nullptr) return;
-    if (bp->b_lflags & BL_BUSY) {
-      wait_busy_locked(bp, g);
+    if (!bbusy(bp)) {
+      wait_busy_locked(c, bp, g);
       continue;
     }
-    bbusy_locked(c, bp);
     invalidate_locked(c, bp);
     brelse_locked(c, bp);
     return;

@@ -3,30 +3,56 @@
 // cache/ includes it. docs/cache.md explains the design; this header is the rulebook.
 //
 // Locks, in the order they may nest (a thread takes them left to right only):
-//   busy (BL_BUSY, an ownership, not a mutex) -> bufcache::mtx [M] -> mount::mnt_vnode_mutex
-// - [M] guards the hash, the queues, the per-vnode lists, numoutput and the write-behind/read-ahead state,
-//   and b_lflags. It is taken once per RUN of blocks, not once per block: getblk_run (lookup and busy of a
-//   whole request), release_run (mark dirty / release a whole request), one pass per cluster completion.
-//   It is never held across I/O, a copy of data, a VNOP call or a callback. Its one nesting is
-//   [M] -> mnt_vnode_mutex (vnode_tryget_locked: an iocount on a vnode found through its buffers).
+//   busy (BL_BUSY, an ownership taken by CAS, not a mutex) -> bufcache::mtx [M] -> hash shard lock [S]
+//                                                                           \-> wait slot lock [W]
+//                                                                           \-> mount::mnt_vnode_mutex
+// [S], [W] and mnt_vnode_mutex are leaves: nothing is taken while holding one, and [S] and [W] are never
+// held together. Nobody sleeps holding [S]; a [W] is held only by a waiter going to sleep on its cv.
+// - [S] (bufcache::shards[i].mtx, 64 shards by hash of (vnode, lblkno)) guards its shard's hash chains. A
+//   lookup takes only [S]: it finds the buffer and takes busy by CAS while holding [S] (hash insertion and
+//   removal need [S], so the identity it found is the identity it owns; a failed CAS drops [S] and waits).
+//   Insertion and removal also hold [M], so a thread holding [M] sees identities that cannot change.
+// - b_lflags is one atomic word: BL_BUSY, BL_WANTED, BL_REF, BL_RAHEAD and the queue the buffer is on
+//   (BL_Q*). Busy is taken by CAS (acquire) and given back by CAS (release): the busy holder's writes to
+//   the buffer happen before the next holder's reads. The queue bits change only under [M], and only
+//   together with the list itself; every other bit may change without [M].
+// - [M] guards the queues (LRU, AGE, EMPTY, DIRTY, hdr_free), the per-vnode lists, numoutput, the
+//   write-behind/read-ahead state, the dirty count, the flusher's state and the identity (b_vp, b_vb,
+//   b_lblkno: changed only while busy, under [M] and the shard's [S]). It is not taken by a hit (lookup and
+//   busy), nor by a release that leaves the buffer on the queue it is already on (a clean buffer back to
+//   LRU/AGE, a dirty one back to DIRTY): that is the hot path. It is taken by a miss, by a release that
+//   changes queue or vnode list (clean -> dirty, an invalidation), by write completions and pushes. It is
+//   never held across I/O, a copy of data, a VNOP call or a callback.
 // - Everything else in a busy buffer (data, b_blkno, b_error, b_flags bits other than DELWRI) belongs to
 //   the busy holder and is changed without [M]. B_DELWRI changes only under [M] (it moves the buffer between
-//   its vnode's clean and dirty lists).
+//   its vnode's clean and dirty lists) and only while busy, so the holder reads it without [M].
 // - Read without [M] (hints whose staleness is harmless): bufcache::ndirty (an atomic, written under [M]).
 //
+// Lazy queue removal (a hit does not touch the queues): a busy buffer may still be on the free queue its
+// BL_Q bits name. The reclaimer (getnewbuf_locked, [M]) skips a busy buffer at the front of a queue and
+// unlinks it (clearing its BL_Q bits by CAS, so a racing lock-free release sees the change and takes the
+// slow path under [M] instead). A lock-free release back to LRU sets BL_REF; the reclaimer gives such a
+// buffer a second chance (clears BL_REF, moves it to the back) instead of reusing it (CLOCK).
+// Invariant: a buffer that is not busy is on exactly the queue its BL_Q bits name, and that queue fits its
+// state (EMPTY: no identity; AGE/LRU: clean and valid; DIRTY: B_DELWRI).
+//
 // Waiting is addressed, never a herd on one cache-wide condition variable:
-//   buf::b_cv       the buffer's busy release (BL_WANTED) and I/O completion (B_DONE)
+//   bufcache::waits[]  a table of 64 {mutex, cv} slots hashed by buffer address: a busy buffer's release
+//                      (BL_WANTED) and a synchronous I/O's completion (B_DONE). A waiter sets BL_WANTED by
+//                      CAS under the slot's [W] and only if BL_BUSY is still set, then sleeps on the slot's
+//                      cv; a releaser whose CAS cleared BL_WANTED takes [W] and notifies: no lost wake-up.
+//                      biodone sets B_DONE of a synchronous I/O under [W], as the last touch of the buffer.
 //   vnode_bufs::cv  that vnode's writes in flight (numoutput) and its push serialisation (pushing)
 //   bufcache::free_cv  writers waiting for a reclaimable buffer or for the dirty count to fall
 //   bufcache::hdr_cv   a cluster header to come back to the pool
-// Each is notified only when someone sleeps on it (the waiter counts beside them, [M]).
+// The last three are notified only when someone sleeps on them (the waiter counts beside them, [M]).
 //
-// Ownership: a buffer is busy (BL_BUSY) while one BufRef, one run (getblk_run) or one I/O owns it; a busy
-// buffer is on no queue. A free buffer is on exactly one queue: EMPTY (no identity, not hashed), AGE or LRU
-// (clean, valid, reclaimable) or DIRTY (delayed write, not reclaimable until written). Hashed buffers are on
-// their vnode's clean or dirty list whether busy or not. A vnode's dirty list is in the order its buffers
-// became dirty, so its front is its oldest delayed write (the flusher's aging looks at fronts only), and a
-// vnode with dirty buffers is on bufcache::dirty_vnodes (the flusher scans nothing else).
+// Ownership: a buffer is busy (BL_BUSY) while one BufRef, one run (getblk_run) or one I/O owns it. A free
+// buffer is on exactly one queue: EMPTY (no identity, not hashed), AGE or LRU (clean, valid, reclaimable)
+// or DIRTY (delayed write, not reclaimable until written). Hashed buffers are on their vnode's clean or
+// dirty list whether busy or not. A vnode's dirty list is in the order its buffers became dirty, so its
+// front is its oldest delayed write (the flusher's aging looks at fronts only), and a vnode with dirty
+// buffers is on bufcache::dirty_vnodes (the flusher scans nothing else).
 //
 // Write-ordering dependencies (issue 15, soft-updates style; designed, not yet used): a buffer carries
 // b_dep, the head of a list of dependency records owned by the filesystem's dependency layer (per-mount
@@ -60,29 +86,35 @@ using list_hook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
 using hash_hook = bi::unordered_set_member_hook<bi::link_mode<bi::safe_link>>;
 
 enum : uint8_t { BQ_NONE = 0, BQ_LRU, BQ_AGE, BQ_EMPTY, BQ_DIRTY, BQ_COUNT };
-enum : uint8_t {  // b_lflags [M]
-  BL_BUSY = 0x1,
-  BL_WANTED = 0x2,
+enum : uint32_t {  // b_lflags: one atomic word (see the header comment)
+  BL_BUSY = 0x1,     // owned: taken by CAS
+  BL_WANTED = 0x2,   // someone sleeps in the wait table for the busy release
   BL_RAHEAD = 0x4,   // read by read-ahead and not yet used (readahead_used counts the first hit)
+  BL_REF = 0x8,      // released to LRU by a hit since the reclaimer last looked: a second chance
+  BL_QSHIFT = 4,
+  BL_QMASK = 0x70,   // the queue (BQ_*) the buffer is linked on; BQ_NONE: none. Changes only under [M]
 };
+inline uint8_t bl_queue(uint32_t w) { return static_cast<uint8_t>((w & BL_QMASK) >> BL_QSHIFT); }
+inline uint32_t bl_q(uint8_t q) { return static_cast<uint32_t>(q) << BL_QSHIFT; }
+constexpr size_t kHashShards = 64;
+constexpr size_t kWaitSlots = 64;
 constexpr uint32_t kMaxClustersPerVnode = 32;
 
 struct vnode_bufs;
 class bufcache;
 
 struct buf {
-  hash_hook b_hash;           // [M] bufcache::hash, while the buffer has an identity
-  list_hook b_freelist;       // [M] the queue b_whichq names (BQ_NONE: busy); headers: hdr_free
+  hash_hook b_hash;           // [M]+[S] its shard's hash, while the buffer has an identity
+  list_hook b_freelist;       // [M] the queue its BL_Q bits name (maybe while busy: lazy removal); headers: hdr_free
   list_hook b_vnbufs;         // [M] b_vb->clean or b_vb->dirty
-  uint8_t b_whichq = BQ_NONE;    // [M]
-  uint8_t b_lflags = 0;          // [M]
+  std::atomic<uint32_t> b_lflags{0};  // CAS: busy, wanted, ref, rahead; BL_Q bits only under [M]
   uint32_t b_wfails = 0;         // [M] consecutive failed writes of this data
   uint64_t b_timestamp_ms = 0;   // [M] when it became dirty
   uint64_t b_dirtyseq = 0;       // [M] bufcache::dirty_seq when it became dirty (flush-with-wait bound)
   std::atomic<uint32_t> b_flags{0};  // owner (busy holder) or [M]
   int b_error = 0;               // owner
   uint32_t b_bcount = 0;
-  daddr64_t b_lblkno = 0;        // identity: [M] changes only while busy and unhashed
+  daddr64_t b_lblkno = 0;        // identity (with b_vp, b_vb): changes only while busy, under [M], unhashed
   daddr64_t b_blkno = BUF_UNMAPPED;  // owner; set when the buffer is filled (cluster_write maps the run) or read
   vnode* b_vp = nullptr;
   vnode_bufs* b_vb = nullptr;
@@ -92,7 +124,6 @@ struct buf {
   void* b_iodone_arg = nullptr;
   bufcache* b_cache = nullptr;
   dev::io_request b_io;          // the one request of this buffer's I/O: nothing allocated per I/O
-  std::condition_variable b_cv;  // [M] busy released (BL_WANTED) or I/O done (B_DONE)
   list_hook b_dep;               // dependency records (issue 15): empty today; see the header comment
   bool b_header = false;         // a cluster header (fixed at create: read without the mutex)
   std::vector<buf*> b_members;   // cluster header: its buffers in block order (capacity reserved once)
@@ -158,7 +189,7 @@ using vb_dirtylist = bi::list<vnode_bufs, bi::member_hook<vnode_bufs, list_hook,
 // Counters, relaxed atomics so hot paths count without the mutex.
 struct cache_counters {
   using C = std::atomic<uint64_t>;
-  C hits{0}, misses{0}, evictions{0}, throttle_waits{0}, bdwrite_to_async{0};
+  C misses{0}, evictions{0}, throttle_waits{0}, bdwrite_to_async{0};  // hits: per hash shard (hash_shard::hits)
   C reads{0}, writes{0}, read_errors{0}, write_errors{0}, dropped_dirty{0};
   C readahead_issued{0}, readahead_used{0}, cluster_pushes{0}, sparse_pushes{0};
   C flusher_runs{0}, flusher_writes{0};
@@ -189,14 +220,28 @@ class bufcache {
   std::unique_ptr<buf[]> bufs;
   std::unique_ptr<buf[]> hdrs;
   size_t nhdrs = 0;
-  std::unique_ptr<buf_hash::bucket_type[]> buckets;
-  std::unique_ptr<buf_hash> hash;
+  // The hash, split in kHashShards by the high bits of the key's hash, each with its own lock [S].
+  struct alignas(64) hash_shard {
+    std::mutex mtx;
+    std::unique_ptr<buf_hash::bucket_type[]> buckets;
+    std::unique_ptr<buf_hash> hash;  // [S]
+    // Hits, counted in the line the hit has just locked: a cache-wide counter would be the one line
+    // every hit writes. Summed by bufcache_getstats.
+    std::atomic<uint64_t> hits{0};
+  };
+  hash_shard shards[kHashShards];
+  // The wait table [W]: busy releases and synchronous I/O completions, by buffer address.
+  struct alignas(64) wait_slot {
+    std::mutex mtx;
+    std::condition_variable cv;
+  };
+  wait_slot waits[kWaitSlots];
   buf_freelist q[BQ_COUNT];      // [M]
   buf_freelist hdr_free;         // [M]
   vb_list vnodes;                // [M] every vnode_bufs
   vb_dirtylist dirty_vnodes;     // [M] the vnode_bufs with dirty buffers, in the order they became dirty
   std::atomic<uint64_t> ndirty{0};  // written under [M]; read without it as a hint (throttling)
-  uint64_t dirty_max = 0, nbusy = 0, dirty_seq = 0;  // [M]
+  uint64_t dirty_max = 0, dirty_seq = 0;  // [M]
   cache_counters n;
 
   // flusher [M]
@@ -214,7 +259,17 @@ int size_bucket(uint32_t blocks);
 
 // ---- buf.cpp internals (L: called with the cache mutex held)
 vnode_bufs* vb_get_locked(bufcache* c, vnode* vp);            // L; nullptr on ENOMEM
-buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno);  // L
+// Looks (vp, lblkno) up under its shard's [S]. Without [M] the answer is only a hint: take busy
+// (lookup_busy) before trusting the identity. With [M] held it stays true until [M] is dropped.
+buf* incore_locked(bufcache* c, vnode* vp, daddr64_t lblkno);
+// The lock-free hit: looks up (vp, lblkno) and takes busy by CAS, both under [S]. Got: *bpp is busy with
+// that identity. Busy: *bpp is the buffer another owner holds (wait with buf_wait_unbusy, then look up
+// again: it may have a new identity by then). Miss: not in core.
+enum class lookup_result { Got, Busy, Miss };
+lookup_result lookup_busy(bufcache* c, vnode* vp, daddr64_t lblkno, buf** bpp);
+// Sleeps until bp is not busy (returns at once if it is not); may wake spuriously. Hold no lock but busy
+// buffers of no run ([M] and [S] must not be held: the holder may need them to release).
+void buf_wait_unbusy(bufcache* c, buf* bp);
 void vb_wait_locked(vnode_bufs* vb, std::unique_lock<std::mutex>& g);  // sleeps on vb->cv
 void vb_notify_locked(vnode_bufs* vb);                                  // L: wakes vb->cv sleepers, if any
 void free_notify_locked(bufcache* c);                                   // L: wakes free_cv sleepers, if any
@@ -222,6 +277,9 @@ void free_notify_locked(bufcache* c);                                   // L: wa
 // by the caller (*found = true), else a fresh one if a clean buffer is free. nullptr when it would sleep.
 buf* getblk_nowait_locked(bufcache* c, vnode* vp, daddr64_t lblkno, bool* found);
 void brelse_locked(bufcache* c, buf* bp);                      // L: releases busy
+// Releases busy without [M] when the buffer stays on the queue it is on (not invalidated, B_DELWRI unchanged
+// since it was taken). false: nothing done, release it with brelse_locked.
+bool brelse_fast(bufcache* c, buf* bp);
 // Run operations: one acquisition of [M] for a whole request.
 // Takes busy buffers for the blocks [lbn, lbn + n) of vp in ascending order (n <= max_io_blocks) and returns
 // how many it took, a prefix: it stops at a block another owner holds busy, or when no clean buffer can be
@@ -231,12 +289,13 @@ void brelse_locked(bufcache* c, buf* bp);                      // L: releases bu
 // never waits. Never sleeps while holding a buffer of the run.
 enum : int { RUN_ONLYVALID = 0x1 };
 size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, buf** out);
-// Releases n busy buffers under one acquisition of [M]; dirty: marks each delayed-write (B_DELWRI|B_DONE).
+// Releases n busy buffers, without [M] for those that stay on their queue (already dirty, or clean and
+// back to LRU/AGE), else under one acquisition of [M]; dirty: marks each delayed-write (B_DELWRI|B_DONE).
 void release_run(bufcache* c, buf** bps, size_t n, bool dirty);
 void markclean_locked(bufcache* c, buf* bp);                   // L: a write starts: DELWRI off
 void markdirty_locked(bufcache* c, buf* bp);                   // L: DELWRI on
 void invalidate_locked(bufcache* c, buf* bp);                  // L: busy bp loses its identity
-bool bbusy_locked(bufcache* c, buf* bp);                       // L: takes busy if free
+bool bbusy(buf* bp);  // takes busy by CAS if free (leaves it on its queue); any lock or none
 // Starts a write of busy bp (a buffer or a cluster header) through VNOP_STRATEGY, counting it in flight.
 void buf_startwrite(buf* bp);
 // Waits until vp has fewer than max_async_per_vnode writes in flight (write throttling).

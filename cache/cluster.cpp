@@ -58,18 +58,18 @@ static void push_range(bufcache* c, vnode* vp, daddr64_t start, daddr64_t end) {
   }
   std::unique_lock g(c->mtx);
   for (daddr64_t lb = start; lb <= end; lb++) {
+    // Under [M] a found buffer's identity and B_DELWRI hold; busy is taken by CAS (a hit may hold it).
     buf* bp = lb < end ? incore_locked(c, vp, lb) : nullptr;
-    bool take = bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY) && run.size() < c->max_io_blocks;
+    bool take = bp && has(bp, B_DELWRI) && run.size() < c->max_io_blocks && bbusy(bp);
     if (!take && !run.empty()) {
       g.unlock();
       write_run(c, vp, run.data(), run.size());
       run.clear();
       g.lock();
       bp = lb < end ? incore_locked(c, vp, lb) : nullptr;  // the lock was dropped: look the block up again
-      take = bp && has(bp, B_DELWRI) && !(bp->b_lflags & BL_BUSY);
+      take = bp && has(bp, B_DELWRI) && bbusy(bp);
     }
     if (take) {
-      bbusy_locked(c, bp);
       markclean_locked(c, bp);
       run.push_back(bp);
     }
@@ -267,8 +267,7 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
     std::lock_guard g(c->mtx);
     for (daddr64_t lb = b0; lb < b1; lb++) {
       buf* bp = incore_locked(c, vp, lb);
-      if (bp && !(bp->b_lflags & BL_BUSY) && !has(bp, B_DELWRI)) {
-        bbusy_locked(c, bp);
+      if (bp && !has(bp, B_DELWRI) && bbusy(bp)) {
         invalidate_locked(c, bp);
         brelse_locked(c, bp);
       }

@@ -127,10 +127,7 @@ int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool reada
     }
     if (!async && npending == 64) finish_pending();
     buf* h = hdr_get(c, vp, B_READ | (async ? uint32_t{B_ASYNC} : 0u) | (devv ? uint32_t{B_META} : 0u));
-    if (readahead) {
-      std::lock_guard g(c->mtx);
-      h->b_lflags |= BL_RAHEAD;
-    }
+    if (readahead) h->b_lflags.fetch_or(BL_RAHEAD, std::memory_order_relaxed);
     for (size_t k = i; k < i + nb; k++) {
       bps[k]->b_blkno = bpn + static_cast<daddr64_t>(k - i);
       bps[k]->b_flags.fetch_and(~(B_DONE | B_ERROR), std::memory_order_relaxed);
@@ -200,23 +197,27 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
       i++;
       continue;
     }
-    if (bp->b_lflags & BL_BUSY) {
+    // Identity and dirtiness checked under [M] hold until [M] is dropped; busy is the one thing that may
+    // change meanwhile (a lock-free hit), hence the CAS.
+    if (bp->b_lflags.load(std::memory_order_relaxed) & BL_BUSY) {
       if (!w) {
         i++;
         continue;
       }
-      flush_run();  // never sleep holding a run
-      if (bp->b_lflags & BL_BUSY) {
-        bp->b_lflags |= BL_WANTED;
-        bp->b_cv.wait(g);
+      if (!run.empty()) {
+        flush_run();  // never sleep holding a run
+        continue;     // the lock was dropped: look at it again
       }
+      g.unlock();
+      buf_wait_unbusy(c, bp);
+      g.lock();
       continue;  // look at it again
     }
     if (!run.empty() && (run.back()->b_lblkno + 1 != bp->b_lblkno || run.size() >= c->max_io_blocks)) {
       flush_run();  // the lock was dropped: bp may be busy, written or reused by now
       continue;     // look at it again
     }
-    bbusy_locked(c, bp);
+    if (!bbusy(bp)) continue;  // a hit took it since the check: look again
     markclean_locked(c, bp);
     run.push_back(bp);
     i++;

@@ -11,16 +11,21 @@
 //   its buffer releases it (buf_brelse) — no path can forget a release.
 // - An async write (buf_bawrite, or a B_CALL buf) belongs to the I/O until buf_biodone, which releases it
 //   (async) or hands it to the callback (B_CALL: the callback owns it and must release it).
-// - Locks: one cache mutex guards the hash, the free lists, the per-vnode lists and the busy flags, taken
-//   once per run of blocks by the cluster layer (one lookup-and-busy pass per request, one release pass,
-//   one pass per I/O completion). It is never held across I/O, a copy of data, a VNOP call or a callback.
-//   Everything else in a busy buffer (data, b_blkno, b_error, flags other than B_DELWRI) belongs to its
-//   owner and changes without it. Waiting is addressed: for a busy buffer on the buffer, for a vnode's
-//   writes on that vnode, for free buffers on the cache (cache/buf_internal.h has the full rules).
-//   Lock order (docs/design.md, "Lock order"): vnode lock -> filesystem locks -> buffer busy -> cache mutex. So a
-//   thread holding a busy buffer may take no vnode lock, and no filesystem lock may be taken by a
-//   VNOP_STRATEGY/BLOCKMAP that the cache calls while a caller holds that lock... blockmap takes the
-//   filesystem's own short locks only.
+// - Locks: a hit (buf_getblk of a block in core) takes no cache-wide lock: the lookup takes one of 64
+//   hash-shard locks and the busy state is taken by CAS; a release that puts the buffer back where it was
+//   (clean, or dirty and already dirty) is a CAS too. The cache mutex guards the free queues, the
+//   per-vnode lists and the dirty accounting: a miss, the first dirtying of a buffer, an invalidation and
+//   each I/O completion take it, once per run of blocks in the cluster layer. No cache lock is held across
+//   I/O, a copy of data, a VNOP call or a callback. A buffer's identity (vnode, lblkno) changes only while
+//   it is busy, so a pointer found without busy is re-checked after busy is taken. Everything else in a
+//   busy buffer (data, b_blkno, b_error, flags other than B_DELWRI) belongs to its owner and changes
+//   without any lock. Waiting is addressed: for a busy buffer or a sync I/O in a wait table hashed by
+//   buffer address, for a vnode's writes on that vnode, for free buffers on the cache
+//   (cache/buf_internal.h has the full rules and the lock order inside the cache).
+//   Lock order (docs/design.md, "Lock order"): vnode lock -> filesystem locks -> buffer busy -> cache mutex
+//   -> hash-shard / wait-slot locks (leaves). So a thread holding a busy buffer may take no vnode lock, and
+//   no filesystem lock may be taken by a VNOP_STRATEGY/BLOCKMAP that the cache calls while a caller holds
+//   that lock... blockmap takes the filesystem's own short locks only.
 //
 // Errors
 // - buf_bread: EIO (device) or the strategy's error; no half-valid buffer stays behind (invalidated).
