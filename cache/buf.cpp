@@ -418,7 +418,7 @@ static bool release_drops(uint32_t f) {
 static uint8_t release_queue(uint32_t f, bool identity) {
   return !identity ? BQ_EMPTY : (f & B_DELWRI) ? BQ_DIRTY : (f & B_AGE) ? BQ_AGE : BQ_LRU;
 }
-static constexpr uint32_t kReleaseClear = B_ASYNC | B_NOCACHE | B_AGE | B_READ | B_CALL | B_CACHE | B_FUA;
+static constexpr uint32_t kReleaseClear = B_ASYNC | B_NOCACHE | B_AGE | B_READ | B_CALL | B_CACHE | B_FUA | B_WAITED;
 
 // f: the flags as the owner left them (a release that started lock-free has cleared them already).
 static void release_locked(bufcache* c, buf* bp, uint32_t f) {
@@ -998,8 +998,10 @@ int buf_strategy(vnode* devvp, buf* bp) {
   // call) and no lock buf_biodone takes: the device may read in this thread, saving the two hand-offs of the
   // worker queue (cold random 4 KiB reads: 4.0 -> 1.9 context switches per read; docs/bench.md).
   // So is every synchronous write (buf_bwrite: an inode, a directory block, the superblock; buf_physio: a
-  // direct write): the writer holds busy on its own buffer, which the completion does not take.
-  if (!has(bp, B_ASYNC) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
+  // direct write): the writer holds busy on its own buffer, which the completion does not take; and the
+  // async write of a push that waits for its one run (fsync after a small write: write_run, B_WAITED),
+  // whose pusher holds no lock the completion takes.
+  if ((!has(bp, B_ASYNC) || has(bp, B_WAITED)) && !has(bp, B_CALL)) r->attrs |= dev::IO_ATTR_INLINE;
   r->offset = static_cast<uint64_t>(bp->b_blkno) << c->bshift;
   if (!has(bp, B_PHYS)) {  // buf_physio filled the iovecs from its uio
     r->clear_iov();

@@ -321,7 +321,9 @@ enum class push_class { All, Early, Late };
 int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All, bool* found = nullptr);
 // Writes the given busy buffers (consecutive logical blocks of one vnode) as few I/Os as the mapping
 // allows; completion releases them.
-void write_run(bufcache* c, vnode* vp, buf** bps, size_t n);
+// waited: the caller waits for these writes (a push with wait of one contiguous run): the device may do
+// them in the caller's thread (B_WAITED, IO_ATTR_INLINE). The caller holds no cache lock.
+void write_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool waited = false);
 // Reads the given busy, invalid buffers (consecutive logical blocks of one file vnode): maps them with
 // VNOP_BLOCKMAP(VNODE_READ), zero-fills holes, issues one read per physical run. async: completion
 // releases them; else waits and leaves them busy with the caller. Returns the first error (sync).

@@ -32,7 +32,8 @@ static void fail_write(buf* bp, int err) {
 
 // Buffers filled by cluster_write arrive mapped (b_blkno set from the run's one VNOP_BLOCKMAP); only the
 // rest (holes at fill time, buffers dirtied through buf_bdwrite) are mapped here, a run at a time.
-void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
+void write_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool waited) {
+  const uint32_t wflag = waited ? uint32_t{B_WAITED} : 0u;
   const bool devv = vp->v_flag & VSYSTEM;
   vnode_bufs* vb = vp->v_bufs;
   size_t i = 0;
@@ -60,10 +61,11 @@ void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
       j++;
     vnode_async_throttle(c, vb);
     if (j - i == 1) {
-      bps[i]->b_flags.fetch_or(B_ASYNC, std::memory_order_relaxed);
+      if (!waited) bps[i]->b_flags.fetch_and(~uint32_t{B_WAITED}, std::memory_order_relaxed);
+      bps[i]->b_flags.fetch_or(B_ASYNC | wflag, std::memory_order_relaxed);
       buf_startwrite(bps[i]);
     } else {
-      buf* h = hdr_get(c, vp, B_ASYNC | (devv ? uint32_t{B_META} : 0u));
+      buf* h = hdr_get(c, vp, B_ASYNC | wflag | (devv ? uint32_t{B_META} : 0u));
       h->b_members.assign(bps + i, bps + j);
       h->b_lblkno = bps[i]->b_lblkno;
       h->b_blkno = bps[i]->b_blkno;
@@ -181,11 +183,15 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
   // each one is re-checked below before it is taken).
   g.unlock();
   std::sort(list.begin(), list.end(), [](const item& a, const item& b) { return a.lblkno < b.lblkno; });
+  // A push that waits for one contiguous run (an fsync after a small write) may have the device write it
+  // in this thread: two thread hand-offs fewer. Several runs stay on the device's workers, side by side.
+  const bool one_run = w && !list.empty() && list.size() <= c->max_io_blocks &&
+                       static_cast<size_t>(list.back().lblkno - list.front().lblkno) + 1 == list.size();
   g.lock();
   auto flush_run = [&] {
     if (run.empty()) return;
     g.unlock();
-    write_run(c, vp, run.data(), run.size());
+    write_run(c, vp, run.data(), run.size(), one_run);
     run.clear();
     g.lock();
   };

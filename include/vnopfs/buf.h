@@ -60,6 +60,7 @@ enum : uint32_t {
   B_CLUSTER = 0x40,    // a cluster I/O header over several buffers (cache internal)
   B_META = 0x100,      // metadata (device vnode)
   B_PHYS = 0x2000,     // a header moving a uio's memory (buf_physio), no cached buffer (cache internal)
+  B_WAITED = 0x4000,   // an async write its pusher waits for: the device may do it in the pusher's thread (cache internal)
   B_FUA = 0x400,       // the write is stable at completion
   B_EARLY = 0x1000,    // metadata the flusher writes, and flushes, before other metadata (allocation bitmaps)
   B_CACHE = 0x10000,   // getblk found it in the cache
