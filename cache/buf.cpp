@@ -232,6 +232,8 @@ bufcache_stats bufcache_getstats(const mount* mp) {
   s.sparse_pushes = ld(c->n.sparse_pushes);
   s.flusher_runs = ld(c->n.flusher_runs);
   s.flusher_writes = ld(c->n.flusher_writes);
+  s.meta_gate_skipped = ld(c->n.meta_gate_skipped);
+  s.meta_gate_unordered = ld(c->n.meta_gate_unordered);
   for (int i = 0; i < bufcache_stats::kSizeBuckets; i++) {
     s.write_size_hist[i] = ld(c->n.write_hist[i]);
     s.read_size_hist[i] = ld(c->n.read_hist[i]);

@@ -64,6 +64,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -198,6 +199,25 @@ struct cache_counters {
   C wb_grow{0}, wb_new{0}, wb_full_push{0}, wb_go_sparse{0};
   C ra_sequential{0}, ra_random{0}, ra_skipped{0};
   C flush_age{0}, flush_highwater{0}, flush_throttle{0};
+  // metadata passes: skipped (an Age pass that could not take the allocation gate), unordered (a pressure
+  // pass that wrote the metadata without it)
+  C meta_gate_skipped{0}, meta_gate_unordered{0};
+};
+
+// The allocation gate (buf.h, buf_alloc_hold; cache/alloc_gate.cpp). Its own mutex, a leaf.
+class alloc_gate {
+ public:
+  void enter();  // shared: waits while the flusher holds or wants it
+  void leave();
+  // Exclusive, waiting at most timeout for the holders to leave (false: not taken, holders let in again).
+  bool lock_exclusive(std::chrono::milliseconds timeout);
+  void unlock_exclusive();
+
+ private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  uint32_t holders_ = 0;
+  bool wanted_ = false, exclusive_ = false;
 };
 
 class bufcache {
@@ -243,6 +263,7 @@ class bufcache {
   std::atomic<uint64_t> ndirty{0};  // written under [M]; read without it as a hint (throttling)
   uint64_t dirty_max = 0, dirty_seq = 0;  // [M]
   cache_counters n;
+  alloc_gate gate;  // held shared by VNOP_WRITE's allocation and copy, exclusive by the flusher's metadata pass
 
   // flusher [M]
   std::thread flusher;

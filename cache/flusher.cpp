@@ -22,14 +22,21 @@ enum class flush_reason { Age, Highwater, Throttle };
 // taken, due or not: the metadata about to go out may point at any of it. Looks only at vnodes with dirty
 // buffers, and at the front of each one's dirty list (its oldest delayed write): no buffer list is
 // scanned. L.
-bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
+bool due_locked(bufcache* c, flush_reason why, vnode_bufs& vb) {
   const uint64_t cutoff = now_ms() - std::min<uint64_t>(now_ms(), c->cfg.flush_age_ms);
-  auto due = [&](vnode_bufs& vb) {
-    if (vb.dirty.empty() || vb.reclaiming) return false;
-    return why != flush_reason::Age || vb.dirty.front().b_timestamp_ms <= cutoff;
-  };
+  if (vb.dirty.empty() || vb.reclaiming) return false;
+  return why != flush_reason::Age || vb.dirty.front().b_timestamp_ms <= cutoff;
+}
+
+// Whether this pass will write the device vnode's metadata. L.
+bool dev_due_locked(bufcache* c, flush_reason why) {
   vnode_bufs* dvb = c->devvp->v_bufs;
-  const bool dev_due = dvb != nullptr && due(*dvb);
+  return dvb != nullptr && due_locked(c, why, *dvb);
+}
+
+bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
+  auto due = [&](vnode_bufs& vb) { return due_locked(c, why, vb); };
+  const bool dev_due = dev_due_locked(c, why);
   for (vnode_bufs& vb : c->dirty_vnodes) {
     if (vb.vp == c->devvp || vb.dirty.empty() || vb.reclaiming) continue;
     if (!dev_due && !due(vb)) continue;
@@ -55,6 +62,23 @@ uint64_t dirty_now(bufcache* c) {
 // One flush pass for one reason. The early pushes stop at the low-water mark (Highwater) or when nothing is
 // dirty any more (Throttle: a writer is waiting for a clean buffer).
 void flush_pass(bufcache* c, flush_reason why) {
+  // The metadata step writes pointers: from before the data step's collection until they are issued, no
+  // VNOP_WRITE may be between setting a pointer and dirtying (or writing) its data (buf.h,
+  // buf_alloc_hold), so the gate is taken before the vnodes are collected. An Age pass that cannot have it
+  // within the timeout leaves the metadata for the next pass; a pressure pass (a writer waits for clean
+  // buffers, and may be one holding the gate) writes it anyway, and counts it.
+  struct gate_release {
+    alloc_gate* held = nullptr;
+    ~gate_release() {
+      if (held) held->unlock_exclusive();
+    }
+  } gate;
+  bool want_meta;
+  {
+    std::lock_guard g(c->mtx);
+    want_meta = dev_due_locked(c, why);
+  }
+  if (want_meta && c->gate.lock_exclusive(std::chrono::milliseconds(200))) gate.held = &c->gate;
   std::vector<vnode*> vps;
   bool dev_due;
   {
@@ -65,6 +89,14 @@ void flush_pass(bufcache* c, flush_reason why) {
       return;  // the next pass tries again
     }
     dev_due = collect_locked(c, why, &vps);
+  }
+  if (dev_due && gate.held == nullptr) {
+    if (why == flush_reason::Age || !want_meta) {
+      if (want_meta) c->n.meta_gate_skipped.fetch_add(1, std::memory_order_relaxed);
+      dev_due = false;  // due only since the first look, or the gate was busy: the next pass
+    } else {
+      c->n.meta_gate_unordered.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   const uint64_t target = why == flush_reason::Highwater ? c->lowwater : 0;
   auto& counter = why == flush_reason::Age ? c->n.flush_age

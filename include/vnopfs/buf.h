@@ -154,6 +154,7 @@ struct bufcache_stats {
   uint64_t read_errors = 0, write_errors = 0, dropped_dirty = 0;
   uint64_t readahead_issued = 0, readahead_used = 0;  // blocks
   uint64_t cluster_pushes = 0, sparse_pushes = 0, flusher_runs = 0, flusher_writes = 0;
+  uint64_t meta_gate_skipped = 0, meta_gate_unordered = 0;  // flusher metadata passes (buf_alloc_hold)
   // write I/O size histogram: bucket i = sizes in [2^i, 2^(i+1)) blocks, i < 12
   static constexpr int kSizeBuckets = 12;
   uint64_t write_size_hist[kSizeBuckets] = {};
@@ -213,6 +214,24 @@ int buf_strategy(vnode* devvp, buf* bp);
 // (O_DIRECT: EINVAL) gets the I/O again through an aligned bounce buffer. Errors: EIO (device), ENOMEM.
 // The caller holds no cache lock and no busy buffer (it may wait for a header).
 int buf_physio(vnode* vp, daddr64_t lblkno, daddr64_t blkno, uio* u, size_t len);
+
+// The allocation gate, held shared (RAII) by a filesystem from the moment it points metadata at a newly
+// allocated data block until that block's data is dirty in the cache or written (buf_physio): in ext2,
+// VNOP_WRITE's allocation and copy of each round. The flusher holds it exclusive from its data step until
+// its metadata writes are issued, so no pointer it writes can reach the image before the data it points
+// at (docs/durability.md, "Ordering"). A holder may do I/O and wait for busy buffers; it waits to enter at
+// most one metadata pass. Never nest two holds in one thread (a waiting flusher would stop the second).
+// No cache lock may be held when it is constructed. A vnode without a cache (none mounted) holds nothing.
+class buf_alloc_hold {
+ public:
+  explicit buf_alloc_hold(vnode* vp);
+  ~buf_alloc_hold();
+  buf_alloc_hold(const buf_alloc_hold&) = delete;
+  buf_alloc_hold& operator=(const buf_alloc_hold&) = delete;
+
+ private:
+  bufcache* c_;
+};
 
 // The default VNOP_BWRITE: buf_bwrite (sync) or the async start for B_ASYNC. Name it in tables that use the
 // cache (XNU vn_bwrite).

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <new>
+#include <optional>
 
 #include "vnopfs/cluster.h"
 #include "vnops/ext2/ext2.h"
@@ -48,6 +49,7 @@ struct write_state {
   uint64_t size = 0;           // size now
   ext2_reservation res;        // IO_UNIT: every block of the write, reserved before anything changes
   std::vector<ext2_range> fresh;  // data blocks this round allocated that the copy must fill
+  std::optional<buf_alloc_hold> hold;  // the allocation gate, from this round's first allocation to its end
 
   write_state(vnode* v, uio* uu, int fl, const vfs_context& c)
       : vp(v), ip(VTOI(v)), m(ip->i_mnt), u(uu), ioflag(fl), ctx(c), bs(m->m_block_size),
@@ -62,6 +64,10 @@ int allocate_round(write_state& w, uint64_t coff, uint64_t* cend) {
   // The common overwrite: one extent-cache lookup and no i_lock. Mapped blocks stay mapped while the
   // caller holds the vnode lock (freeing takes it exclusive).
   if (ext2_extent_mapped(w.ip, first, last)) return 0;
+  // From the first pointer this round sets until its data is in the cache or on the device (the end of
+  // write_round): the flusher never writes such a pointer ahead of the data (buf.h, buf_alloc_hold).
+  // Taken before i_lock: the flusher, holding the gate, may map a buffer of this file (VNODE_WRITE).
+  if (!w.hold) w.hold.emplace(w.vp);
   std::lock_guard g(w.ip->i_lock);
   bool per_block = false;  // no reservation for the round: each block reserves its own
   if (!(w.ioflag & IO_UNIT)) {
@@ -167,6 +173,10 @@ size_t direct_len(const write_state& w, uint64_t coff, uint64_t cend, int flags)
 
 // One round: allocate, then copy through the cluster layer, then publish the new size.
 int write_round(write_state& w) {
+  struct drop_hold {
+    write_state& w;
+    ~drop_hold() { w.hold.reset(); }
+  } drop{w};
   const uint64_t coff = static_cast<uint64_t>(w.u->offset());
   uint64_t cend = std::min(coff + w.u->resid(), (coff / kChunk + 1) * kChunk);
   int alloc_err = allocate_round(w, coff, &cend);

@@ -1,5 +1,6 @@
 // ordering_test.cpp: the flusher's ordered pass (docs/durability.md, "Ordering") and the writes nothing else
 // may start. Each test reads the order of requests from the recording layer under the cache.
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -107,4 +108,64 @@ TEST_CASE("past the high-water mark buf_bdwrite starts file data at once, never 
   CHECK(f.stats().bdwrite_to_async == 1);
   buf_vnode_waitforwrites(vp);
   CHECK(f.rec->count(dev::io_op::write) == 1);
+}
+
+// The allocation gate (buf.h, buf_alloc_hold): while a writer is between setting a pointer (here: dirtying
+// a metadata block) and dirtying the data it points at, no flusher pass writes the metadata; once the data
+// is dirty and the hold is gone, the next pass writes the data first, then the pointer.
+TEST_CASE("the flusher writes no metadata while a write holds the allocation gate", "[ordering][gate]") {
+  bufcache_config cfg = fixture::small_config();
+  cfg.flush_age_ms = 50;
+  cfg.flusher_period_ms = 10;
+  fixture f(cfg);
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 1000);
+  REQUIRE(vp);
+  const uint64_t bs = f.bs();
+  auto is_meta = [&](const io_rec& r) { return r.op == dev::io_op::write && r.offset == 20 * bs; };
+  auto is_data = [&](const io_rec& r) { return r.op == dev::io_op::write && r.offset == 1000 * bs; };
+  {
+    buf_alloc_hold hold(vp);
+    dirty_meta(f, 20, false, 'p');  // the pointer
+    // Several Age passes come and go (each waits 200 ms for the gate, then leaves the metadata).
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    CHECK(first_of(f.rec->all(), is_meta) == -1);
+    CHECK(f.stats().meta_gate_skipped > 0);
+    dirty_file(f, vp, 0, 'x');  // the data it points at
+  }
+  for (int i = 0; i < 500 && f.stats().dirty > 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(f.stats().dirty == 0);
+  const std::vector<io_rec> all = f.rec->all();
+  const long meta = first_of(all, is_meta), data = first_of(all, is_data);
+  REQUIRE(meta >= 0);
+  REQUIRE(data >= 0);
+  CHECK(data < meta);
+  CHECK(f.stats().meta_gate_unordered == 0);
+}
+
+// Writer preference: a flusher waiting for the gate keeps new holders out, and gives up after its timeout.
+TEST_CASE("the allocation gate: a waiting flusher stops new holders, then gives up", "[ordering][gate]") {
+  bufcache_config cfg = fixture::small_config();
+  cfg.flush_age_ms = 1;
+  cfg.flusher_period_ms = 10;
+  fixture f(cfg);
+  REQUIRE(f.create_err == 0);
+  vnode* vp = f.file(1, 100);
+  REQUIRE(vp);
+  std::atomic<bool> second_in{false};
+  std::thread second;
+  {
+    buf_alloc_hold first(vp);
+    // A flusher pass wants the gate only when metadata is due: a dirty metadata block, due after 1 ms.
+    dirty_meta(f, 30, false, 'q');
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the flusher is now waiting (200 ms)
+    second = std::thread([&] {
+      buf_alloc_hold h(vp);
+      second_in = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    CHECK_FALSE(second_in.load());  // kept out while the flusher waits
+  }
+  second.join();
+  CHECK(second_in.load());
 }
