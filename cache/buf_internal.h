@@ -202,6 +202,7 @@ struct cache_counters {
   // metadata passes: skipped (an Age pass that could not take the allocation gate), unordered (a pressure
   // pass that wrote the metadata without it)
   C meta_gate_skipped{0}, meta_gate_unordered{0};
+  C meta_data_left{0};  // age passes that left the metadata because a data buffer could not be written
 };
 
 // The allocation gate (buf.h, buf_alloc_hold; cache/alloc_gate.cpp). Its own mutex, a leaf.
@@ -339,12 +340,13 @@ enum class push_class { All, Early, Late };
 // write in flight. Serialised per vnode. Returns 0 or ENOMEM (write errors are recorded on the vnode).
 // *found (if given) is false only when vp certainly had no dirty buffer of the class to push: an async
 // push skipped because another push of vp runs, or one that failed with ENOMEM, sets it true.
-int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All, bool* found = nullptr);
+// *incomplete (if given) is true when an async push left dirty buffers of the class behind: busy ones, or
+// all of them because another push of vp was running (whose snapshot may be older).
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which = push_class::All, bool* found = nullptr,
+               bool* incomplete = nullptr);
 // Writes the given busy buffers (consecutive logical blocks of one vnode) as few I/Os as the mapping
 // allows; completion releases them.
-// waited: the caller waits for these writes (a push with wait of one contiguous run): the device may do
-// them in the caller's thread (B_WAITED, IO_ATTR_INLINE). The caller holds no cache lock.
-void write_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool waited = false);
+void write_run(bufcache* c, vnode* vp, buf** bps, size_t n);
 // Reads the given busy, invalid buffers (consecutive logical blocks of one file vnode): maps them with
 // VNOP_BLOCKMAP(VNODE_READ), zero-fills holes, issues one read per physical run. async: completion
 // releases them; else waits and leaves them busy with the caller. Returns the first error (sync).

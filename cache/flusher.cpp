@@ -102,6 +102,7 @@ void flush_pass(bufcache* c, flush_reason why) {
   auto& counter = why == flush_reason::Age ? c->n.flush_age
                   : why == flush_reason::Highwater ? c->n.flush_highwater : c->n.flush_throttle;
   bool all_data = true;
+  bool data_left = false;  // a dirty data buffer this step could not write (busy, or another push's)
   for (size_t i = 0; i < vps.size(); i++) {
     if (why != flush_reason::Age && dirty_now(c) <= target) {
       all_data = false;
@@ -109,7 +110,9 @@ void flush_pass(bufcache* c, flush_reason why) {
     }
     counter.fetch_add(1, std::memory_order_relaxed);
     c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
-    push_vnode(c, vps[i], push_wait::No);
+    bool left = false;
+    push_vnode(c, vps[i], push_wait::No, push_class::All, nullptr, &left);
+    data_left |= left;
   }
   // Never push_wait::Yes here: a getblk caller waiting for the flusher may hold busy buffers of any
   // vnode. A busy buffer skipped stays dirty for a later pass (after more flushes: never out of order).
@@ -118,6 +121,15 @@ void flush_pass(bufcache* c, flush_reason why) {
     vnode_put(vp);
   }
   if (!dev_due || !all_data || (why != flush_reason::Age && dirty_now(c) <= target)) return;
+  // A data buffer left dirty (busy in a writer's copy, or left to another push) may be pointed at by the
+  // metadata: an age pass leaves the metadata for the next pass; a pressure pass writes it, counted.
+  if (data_left) {
+    if (why == flush_reason::Age) {
+      c->n.meta_data_left.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    c->n.meta_gate_unordered.fetch_add(1, std::memory_order_relaxed);
+  }
   counter.fetch_add(1, std::memory_order_relaxed);
   c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
   // The flush covers the data above and every synchronous write the filesystem completed before it (an

@@ -32,8 +32,7 @@ static void fail_write(buf* bp, int err) {
 
 // Buffers filled by cluster_write arrive mapped (b_blkno set from the run's one VNOP_BLOCKMAP); only the
 // rest (holes at fill time, buffers dirtied through buf_bdwrite) are mapped here, a run at a time.
-void write_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool waited) {
-  const uint32_t wflag = waited ? uint32_t{B_WAITED} : 0u;
+void write_run(bufcache* c, vnode* vp, buf** bps, size_t n) {
   const bool devv = vp->v_flag & VSYSTEM;
   vnode_bufs* vb = vp->v_bufs;
   size_t i = 0;
@@ -61,11 +60,10 @@ void write_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool waited) {
       j++;
     vnode_async_throttle(c, vb);
     if (j - i == 1) {
-      if (!waited) bps[i]->b_flags.fetch_and(~uint32_t{B_WAITED}, std::memory_order_relaxed);
-      bps[i]->b_flags.fetch_or(B_ASYNC | wflag, std::memory_order_relaxed);
+      bps[i]->b_flags.fetch_or(B_ASYNC, std::memory_order_relaxed);
       buf_startwrite(bps[i]);
     } else {
-      buf* h = hdr_get(c, vp, B_ASYNC | wflag | (devv ? uint32_t{B_META} : 0u));
+      buf* h = hdr_get(c, vp, B_ASYNC | (devv ? uint32_t{B_META} : 0u));
       h->b_members.assign(bps + i, bps + j);
       h->b_lblkno = bps[i]->b_lblkno;
       h->b_blkno = bps[i]->b_blkno;
@@ -147,7 +145,7 @@ int read_run(bufcache* c, vnode* vp, buf** bps, size_t n, bool async, bool reada
   return first_err;
 }
 
-int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* found) {
+int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* found, bool* incomplete) {
   const bool w = wait == push_wait::Yes;
   struct item {
     daddr64_t lblkno;
@@ -158,10 +156,12 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
   std::unique_lock g(c->mtx);
   vnode_bufs* vb = vp->v_bufs;
   if (found) *found = false;
+  if (incomplete) *incomplete = false;
   if (vb == nullptr) return 0;
   while (vb->pushing) {
     if (!w) {  // an async push of a vnode already being pushed adds nothing
       if (found) *found = true;  // the other push may be writing buffers of the class
+      if (incomplete) *incomplete = true;  // its snapshot may predate buffers dirty now
       return 0;
     }
     vb_wait_locked(vb, g);
@@ -183,15 +183,11 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
   // each one is re-checked below before it is taken).
   g.unlock();
   std::sort(list.begin(), list.end(), [](const item& a, const item& b) { return a.lblkno < b.lblkno; });
-  // A push that waits for one contiguous run (an fsync after a small write) may have the device write it
-  // in this thread: two thread hand-offs fewer. Several runs stay on the device's workers, side by side.
-  const bool one_run = w && !list.empty() && list.size() <= c->max_io_blocks &&
-                       static_cast<size_t>(list.back().lblkno - list.front().lblkno) + 1 == list.size();
   g.lock();
   auto flush_run = [&] {
     if (run.empty()) return;
     g.unlock();
-    write_run(c, vp, run.data(), run.size(), one_run);
+    write_run(c, vp, run.data(), run.size());
     run.clear();
     g.lock();
   };
@@ -207,6 +203,7 @@ int push_vnode(bufcache* c, vnode* vp, push_wait wait, push_class which, bool* f
     // change meanwhile (a lock-free hit), hence the CAS.
     if (bp->b_lflags.load(std::memory_order_relaxed) & BL_BUSY) {
       if (!w) {
+        if (incomplete) *incomplete = true;
         i++;
         continue;
       }

@@ -60,7 +60,6 @@ enum : uint32_t {
   B_CLUSTER = 0x40,    // a cluster I/O header over several buffers (cache internal)
   B_META = 0x100,      // metadata (device vnode)
   B_PHYS = 0x2000,     // a header moving a uio's memory (buf_physio), no cached buffer (cache internal)
-  B_WAITED = 0x4000,   // an async write its pusher waits for: the device may do it in the pusher's thread (cache internal)
   B_FUA = 0x400,       // the write is stable at completion
   B_EARLY = 0x1000,    // metadata the flusher writes, and flushes, before other metadata (allocation bitmaps)
   B_CACHE = 0x10000,   // getblk found it in the cache
@@ -155,6 +154,7 @@ struct bufcache_stats {
   uint64_t readahead_issued = 0, readahead_used = 0;  // blocks
   uint64_t cluster_pushes = 0, sparse_pushes = 0, flusher_runs = 0, flusher_writes = 0;
   uint64_t meta_gate_skipped = 0, meta_gate_unordered = 0;  // flusher metadata passes (buf_alloc_hold)
+  uint64_t meta_data_left = 0;  // age passes that left the metadata: a dirty data buffer could not be written
   // write I/O size histogram: bucket i = sizes in [2^i, 2^(i+1)) blocks, i < 12
   static constexpr int kSizeBuckets = 12;
   uint64_t write_size_hist[kSizeBuckets] = {};
