@@ -64,6 +64,23 @@ int read_block(vnode* vp, uint64_t lbn, uint64_t bs, char* blk) {
   return buf_physio(vp, static_cast<daddr64_t>(lbn), pbn, &b, bs);
 }
 
+// Writes len bytes (whole blocks, from a block-aligned offset) from u straight to the blocks they map to,
+// in runs of contiguous blocks.
+int physio_blocks(vnode* vp, uio* u, size_t len) {
+  const uint64_t bs = VTOI(vp)->i_mnt->m_block_size;
+  for (size_t left = len; left > 0;) {
+    const uint64_t off = static_cast<uint64_t>(u->offset());
+    daddr64_t pbn;
+    size_t run;
+    TRY(map_run(vp, off, std::min<uint64_t>(left, kMaxRun), &pbn, &run));
+    if (pbn < 0) return EIO;  // write.cpp allocated every block of the round
+    run = std::min<size_t>(run / bs * bs, left);
+    TRY(buf_physio(vp, static_cast<daddr64_t>(off / bs), pbn, u, run));
+    left -= run;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF) {
@@ -75,16 +92,9 @@ int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF) {
     const uint64_t off = static_cast<uint64_t>(u->offset());
     const uint64_t lbn = off / bs, within = off % bs, b0 = lbn * bs;
     if (within == 0 && left >= bs) {  // whole blocks, straight from the uio
-      daddr64_t pbn;
-      size_t run;
-      if ((err = map_run(vp, off, std::min<uint64_t>(left / bs * bs, kMaxRun), &pbn, &run))) break;
-      if (pbn < 0) {  // write.cpp allocated every block of the round
-        err = EIO;
-        break;
-      }
-      run = run / bs * bs;
-      if ((err = buf_physio(vp, static_cast<daddr64_t>(lbn), pbn, u, run))) break;
-      left -= run;
+      const size_t whole = static_cast<size_t>(left / bs * bs);
+      if ((err = physio_blocks(vp, u, whole))) break;
+      left -= whole;
       continue;
     }
     // A partial block: read, change, write back.
@@ -126,20 +136,7 @@ int ext2_direct_write(vnode* vp, uio* u, size_t len, uint64_t oldEOF) {
 int ext2_direct_write_blocks(vnode* vp, uio* u, size_t len) {
   const uint64_t bs = VTOI(vp)->i_mnt->m_block_size;
   const daddr64_t first = static_cast<daddr64_t>(static_cast<uint64_t>(u->offset()) / bs);
-  int err = 0;
-  for (size_t left = len; left > 0;) {
-    const uint64_t off = static_cast<uint64_t>(u->offset());
-    daddr64_t pbn;
-    size_t run;
-    if ((err = map_run(vp, off, std::min<uint64_t>(left, kMaxRun), &pbn, &run))) break;
-    if (pbn < 0) {  // write.cpp allocated every block of the round
-      err = EIO;
-      break;
-    }
-    run = std::min<size_t>(run / bs * bs, left);
-    if ((err = buf_physio(vp, static_cast<daddr64_t>(off / bs), pbn, u, run))) break;
-    left -= run;
-  }
+  int err = physio_blocks(vp, u, len);
   // Clean copies of the range (read before this write, or by a read that ran beside it) are now stale. The
   // invalidation waits for a buffer busy in a read, so no copy of the old bytes outlives this call.
   buf_invalidate_range(vp, first, first + static_cast<daddr64_t>(len / bs));
