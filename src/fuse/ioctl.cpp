@@ -38,6 +38,13 @@ int set_flags(vnode* vp, vfs_context& ctx, uint32_t fl) {
   return VNOP_IOCTL(vp, FIOSETFLAGS, &fl, 0, &ctx);
 }
 
+// A flag change sets the inode's ctime, but the kernel keeps the attributes it cached for attr_timeout
+// across a FUSE_IOCTL: stat right after chattr would show the old ctime (generic/277). Attributes only
+// (offset -1): no page is touched, nothing waits.
+void attrs_changed(frontend& f, fuse_ino_t ino) {
+  if (f.se) (void)fuse_lowlevel_notify_inval_inode(f.se, ino, -1, 0);
+}
+
 int do_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, const void* in_buf, size_t in_bufsz,
              size_t out_bufsz) {
   frontend& f = fe(req);
@@ -60,6 +67,7 @@ int do_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, const void* in_bu
       uint32_t fl;
       std::memcpy(&fl, in_buf, sizeof fl);
       TRY(set_flags(vp.get(), ctx, fl));
+      attrs_changed(f, ino);
       fuse_reply_ioctl(req, 0, nullptr, 0);
       return 0;
     }
@@ -86,6 +94,7 @@ int do_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, const void* in_bu
       TRY(get_flags(vp.get(), ctx, &fl));
       for (const xmap& m : kXmap) fl = (fa.fsx_xflags & m.xflag) ? (fl | m.fl) : (fl & ~m.fl);
       TRY(set_flags(vp.get(), ctx, fl));
+      attrs_changed(f, ino);
       fuse_reply_ioctl(req, 0, nullptr, 0);
       return 0;
     }

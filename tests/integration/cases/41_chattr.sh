@@ -54,6 +54,12 @@ as_user 1000 -- chattr +d u || fail "the owner sets nodump"
 has u d || fail "nodump by the owner not stored"
 denied "a non-root owner sets immutable" as_user 1000 -- chattr +i u
 denied "a non-owner changes flags" as_user 1001 -- chattr -d u
+log "chattr changes ctime, and stat shows it at once (generic/277)"
+echo c >c; stat -c %z c >/dev/null  # the kernel caches the attributes now
+c1=$(stat -c %Z.%z c); sleep 1.1
+chattr +A c || fail "chattr +A"
+c2=$(stat -c %Z.%z c)
+[ "$c1" != "$c2" ] || fail "ctime after chattr still $c1 (the kernel's cached attributes)"
 cd /
 log "flags survive a remount"
 unmount_vnopfs
