@@ -86,8 +86,9 @@ struct vfsops {
   int (*vfs_unmount)(mount* mp, bool force, const vfs_context& ctx);
   int (*vfs_root)(mount* mp, vnode** vpp, const vfs_context& ctx);  // +iocount
   int (*vfs_statfs)(mount* mp, struct statvfs* sbp, const vfs_context& ctx);
-  // MNT_WAIT: everything dirty written and waited for, then a device flush; MNT_NOWAIT: every write
-  // started; MNT_LAZY: only in-core metadata copied into delayed-write buffers (vnode.h). Safe to call
+  // MNT_WAIT: everything dirty written and waited for, then a device flush; MNT_NOWAIT: every file's data
+  // write started and in-core metadata copied into delayed-write buffers, whose writes the flusher orders
+  // (ext2: docs/durability.md); MNT_LAZY: only in-core metadata copied into delayed-write buffers (vnode.h). Safe to call
   // while other VNOPs run (it takes what VNOP_FSYNC takes). Returns the first error.
   int (*vfs_sync)(mount* mp, int waitfor, const vfs_context& ctx);
   int (*vfs_vget)(mount* mp, uint64_t ino, vnode** vpp, const vfs_context& ctx);  // +iocount

@@ -7,7 +7,9 @@
 // their group's lock.
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "vnops/ext2/ext2.h"
 
@@ -118,14 +120,29 @@ uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve) {
   return f > r ? static_cast<uint64_t>(f - r) : 0;
 }
 
-int ext2_reserve_blocks(ext2_mount* m, uint64_t n, bool use_reserve) {
-  if (n == 0) return 0;
+namespace {
+
+bool try_reserve(ext2_mount* m, uint64_t n, bool use_reserve) {
   int64_t r = use_reserve ? 0 : m->m_sb.s_r_blocks_count;
   int64_t cur = m->m_free_blocks.load();
   do {
-    if (cur - r < static_cast<int64_t>(n)) return ENOSPC;
+    if (cur - r < static_cast<int64_t>(n)) return false;
   } while (!m->m_free_blocks.compare_exchange_weak(cur, cur - static_cast<int64_t>(n)));
-  return 0;
+  return true;
+}
+
+}  // namespace
+
+int ext2_reserve_blocks(ext2_mount* m, uint64_t n, bool use_reserve) {
+  if (n == 0 || try_reserve(m, n, use_reserve)) return 0;
+  // Freed blocks may be waiting for a device flush (deferred frees): release them and try again. Another
+  // thread may have taken the queue and be flushing: its blocks come back when its flush is done.
+  for (int tries = 0; tries < 50 && m->m_pending_nblocks.load() > 0; tries++) {
+    TRY(ext2_release_deferred(m));
+    if (try_reserve(m, n, use_reserve)) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return ENOSPC;
 }
 
 void ext2_unreserve_blocks(ext2_mount* m, uint64_t n) { m->m_free_blocks += static_cast<int64_t>(n); }
@@ -157,13 +174,20 @@ int ext2_balloc(ext2_mount* m, uint32_t goal, bool use_reserve, uint32_t* blkp) 
   return err;
 }
 
-int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count) {
+namespace {
+
+int check_bfree(ext2_mount* m, uint32_t blk, uint32_t count) {
   for (uint32_t i = 0; i < count; i++) {
     if (!ext2_data_block_ok(m, blk + i))
       return ext2_corrupt(m, 0, blk + i, "bfree", "freeing block %u, which cannot hold data", blk + i);
   }
   // Drop cached copies first: a stale metadata buffer must never be written over the block's next owner.
   for (uint32_t i = 0; i < count; i++) buf_invalblkno(m->m_devvp, blk + i);
+  return 0;
+}
+
+// Clears the bitmap bits of [blk, blk + count), checked by check_bfree.
+int bfree_bits(ext2_mount* m, uint32_t blk, uint32_t count) {
   while (count > 0) {
     uint32_t g = ext2_group_of_block(m, blk);
     uint32_t first = ext2_group_first_block(m, g);
@@ -192,6 +216,84 @@ int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count) {
     count -= n;
   }
   return 0;
+}
+
+// A queue this long is released at once. Otherwise the syncer's pass releases it: a device flush is an
+// fdatasync of the image, which can cost a host writeback, so not one per few hundred unlinks.
+constexpr size_t kMaxPendingItems = 65536;
+
+}  // namespace
+
+int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count) {
+  TRY(check_bfree(m, blk, count));
+  return bfree_bits(m, blk, count);
+}
+
+void ext2_bfree_deferred(ext2_mount* m, uint32_t blk, uint32_t count) {
+  if (count == 0 || check_bfree(m, blk, count) != 0) return;  // reported; the blocks stay in use (a leak)
+  size_t n;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    try {
+      m->m_pending_bfree.emplace_back(blk, count);
+    } catch (const std::bad_alloc&) {
+      return;  // a leak e2fsck gives back, never a reuse
+    }
+    m->m_pending_nblocks += count;
+    n = m->m_pending_bfree.size();
+  }
+  if (n >= kMaxPendingItems) (void)ext2_release_deferred(m);  // a failed flush keeps them queued
+}
+
+void ext2_defer_ifree(ext2_mount* m, uint32_t ino, bool is_dir) {
+  size_t n;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    try {
+      m->m_pending_ifree.emplace_back(ino, is_dir);
+    } catch (const std::bad_alloc&) {
+      return;
+    }
+    n = m->m_pending_ifree.size();
+  }
+  if (n >= kMaxPendingItems) (void)ext2_release_deferred(m);
+}
+
+bool ext2_pending_frees(ext2_mount* m) {
+  std::lock_guard g(m->m_pending_lock);
+  return !m->m_pending_bfree.empty() || !m->m_pending_ifree.empty();
+}
+
+int ext2_release_deferred(ext2_mount* m) {
+  std::vector<std::pair<uint32_t, bool>> inodes;
+  std::vector<std::pair<uint32_t, uint32_t>> blocks;
+  {
+    std::lock_guard g(m->m_pending_lock);
+    inodes.swap(m->m_pending_ifree);
+    blocks.swap(m->m_pending_bfree);
+  }
+  if (inodes.empty() && blocks.empty()) return 0;
+  // Every item was queued after the write that removed its last pointer or name completed, so this
+  // flush, submitted after, makes those writes stable before any bit is cleared.
+  if (int err = ext2_dev_flush(m)) {
+    std::lock_guard g(m->m_pending_lock);  // not known stable: keep them (a leak, never a reuse)
+    try {
+      m->m_pending_ifree.insert(m->m_pending_ifree.end(), inodes.begin(), inodes.end());
+      m->m_pending_bfree.insert(m->m_pending_bfree.end(), blocks.begin(), blocks.end());
+    } catch (const std::bad_alloc&) {
+      // The blocks dropped from the queue stay allocated on the image (a leak e2fsck gives back).
+      for (auto [blk, count] : blocks) m->m_pending_nblocks -= count;
+    }
+    return err;
+  }
+  int first = 0;
+  for (auto [blk, count] : blocks) {
+    m->m_pending_nblocks -= count;
+    if (int err = bfree_bits(m, blk, count); err && !first) first = err;
+  }
+  for (auto [ino, dir] : inodes)
+    if (int err = ext2_ifree_bit(m, ino, dir); err && !first) first = err;
+  return first;
 }
 
 // ---- inodes
@@ -266,24 +368,6 @@ int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t*
 size_t ext2_pending_inodes(ext2_mount* m) {
   std::lock_guard g(m->m_pending_lock);
   return m->m_pending_ifree.size();
-}
-
-int ext2_release_pending_inodes(ext2_mount* m) {
-  std::vector<std::pair<uint32_t, bool>> list;
-  {
-    std::lock_guard g(m->m_pending_lock);
-    list.swap(m->m_pending_ifree);
-  }
-  if (list.empty()) return 0;
-  if (int err = buf_flushdirtyblks(m->m_devvp, MNT_WAIT)) {
-    std::lock_guard g(m->m_pending_lock);  // not known to be on disk: keep them (a leak, never a reuse)
-    m->m_pending_ifree.insert(m->m_pending_ifree.end(), list.begin(), list.end());
-    return err;
-  }
-  int first = 0;
-  for (auto [ino, dir] : list)
-    if (int err = ext2_ifree_bit(m, ino, dir); err && !first) first = err;
-  return first;
 }
 
 int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir) {

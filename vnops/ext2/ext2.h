@@ -136,13 +136,14 @@ struct ext2_mount {
   // Serializes VNOP_RENAME (and the ancestor walk of its subtree check); taken before any vnode lock:
   // m_rename_lock -> vnode locks -> i_lock. rename.cpp takes it; nothing else does. (R1)
   std::mutex m_rename_lock;
-  // Inodes freed at their last reference wait here until the directory block that named them is on disk
-  // (soft updates: no reuse before the old pointer is gone): ext2_release_pending_inodes writes the
-  // metadata, then clears their bitmap bits. Leaf lock.
+  // Deferred frees (docs/durability.md, rule 6): blocks and inodes whose last on-disk pointer or name was
+  // removed by a synchronous write that has completed, but is not yet known stable (no device flush since).
+  // Their bitmap bits stay set until ext2_release_deferred has issued a device flush, so a power loss can
+  // never leave a block or inode reachable from its old owner after its new owner wrote it. Leaf lock.
   std::mutex m_pending_lock;
-  std::vector<std::pair<uint32_t, bool>> m_pending_ifree;  // [m_pending_lock] (ino, was a directory)
-  uint64_t m_pending_since_ms = 0;     // [m_pending_lock] steady-clock ms when the list last became non-empty
-  uint32_t m_flush_age_ms = 30000;     // [const] mount_args::flush_age_ms: MNT_LAZY releases older pending inodes
+  std::vector<std::pair<uint32_t, bool>> m_pending_ifree;        // [m_pending_lock] (ino, was a directory)
+  std::vector<std::pair<uint32_t, uint32_t>> m_pending_bfree;    // [m_pending_lock] (first block, count)
+  std::atomic<uint64_t> m_pending_nblocks{0};  // blocks in m_pending_bfree: statfs counts them as free
   // New names whose in-core inode is reclaimed before an fsync wrote their entries (fsync.cpp): reclaim
   // keeps the inode's i_new_parent in m_names_kept, and iget gives it back. Beyond m_names_kept_max
   // entries (or without memory) the trail is lost instead: reclaim bumps m_names_lost; a VFS_SYNC that
@@ -350,18 +351,29 @@ struct ext2_reservation {
     return 0;
   }
 };
-// Frees `count` contiguous blocks starting at blk (all in range and allocated, else EIO + log line and
-// nothing freed), and drops their metadata buffers (buf_invalblkno on mnt_devvp). The caller has already
-// made the last on-disk pointer to them go away (written the inode / indirect block) — never free first.
+// Frees `count` contiguous blocks starting at blk at once (all in range and allocated, else EIO + log line
+// and nothing freed), and drops their metadata buffers (buf_invalblkno on mnt_devvp). Only for blocks no
+// on-disk pointer has ever named (an allocation given back); blocks that lost a written pointer go through
+// ext2_bfree_deferred.
 int ext2_bfree(ext2_mount* m, uint32_t blk, uint32_t count);
 // Inode bitmap halves of ialloc/ifree: take a free inode number (directories spread over groups, files
 // near parent_group) with the group's free/dirs counts, or give one back. ENOSPC / EIO + log line.
 int ext2_ialloc_bit(ext2_mount* m, uint32_t parent_group, bool is_dir, uint32_t* inop);
 int ext2_ifree_bit(ext2_mount* m, uint32_t ino, bool is_dir);
-// Writes every dirty metadata buffer (so no directory entry on disk still names a pending inode), then
-// frees the pending inodes' bitmap bits. Called by VFS_SYNC, unmount, and ialloc before it gives up.
-int ext2_release_pending_inodes(ext2_mount* m);
+// Deferred frees (m_pending_bfree, m_pending_ifree): the caller has written, synchronously and completed,
+// every on-disk pointer to the blocks (the inode, the indirect blocks) or every name of the inode (the
+// directory blocks). ext2_bfree_deferred drops the blocks' cached copies at once and queues them;
+// ext2_defer_ifree queues the inode. Neither can fail.
+void ext2_bfree_deferred(ext2_mount* m, uint32_t blk, uint32_t count);
+void ext2_defer_ifree(ext2_mount* m, uint32_t ino, bool is_dir);
+// Issues a device flush (which makes every completed write stable, the pointer-clearing ones among them),
+// then clears the queued bitmap bits. On a failed flush the queues keep their items (a leak if the daemon
+// dies, never a reuse) and the error is returned. Called by every syncer pass that finds a queue, by
+// VFS_SYNC(MNT_WAIT) (unmount, remount), by an allocation that would fail with ENOSPC, and when a queue
+// reaches 65536 items. Takes group locks: the caller holds none, and no bitmap buffer busy.
+int ext2_release_deferred(ext2_mount* m);
 size_t ext2_pending_inodes(ext2_mount* m);
+bool ext2_pending_frees(ext2_mount* m);
 // Free blocks available to a caller (reserve excluded unless may use it).
 uint64_t ext2_free_blocks(ext2_mount* m, bool use_reserve);
 // statfs's f_bavail (super.cpp): the data blocks one new file can take from bfree free blocks, of which
@@ -502,9 +514,12 @@ int ext2_acl_chmod(ext2_inode_info* ip, const vfs_context& ctx);
 // flushes once at the end); with MNT_WAIT or MNT_DWAIT it first writes the new names of vp and of the
 // directories above it (i_new_parent: the directory blocks holding the entries, the directories' inodes
 // and the bitmaps they noted), each after the inode it names, as ext4's fsync of a new file does.
+// Ordered (docs/durability.md, rule 7): with MNT_WAIT or MNT_DWAIT, when pointers, a size or names follow
+// the data, a device flush separates them, unless data_stable says the caller has just pushed every
+// file's data and flushed (VFS_SYNC) and vp has no dirty data since.
 // Returns the first error, EIO for an earlier failed write of vp. Caller holds no i_lock and no vnode
 // lock of a directory above vp.
-int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device);
+int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device, bool data_stable = false);
 
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of files (table.cpp names them)

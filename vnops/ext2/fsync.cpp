@@ -8,7 +8,8 @@
 // directory's noted blocks (the block with the entry, the bitmaps of the directory's own new blocks) and its
 // inode. The inode an entry names is always on disk before the entry can be: create, mkdir and link write
 // the inode (and a new directory's first block) synchronously before they add the entry, and the walk
-// starts after this inode's own write. One device flush at the end covers every step.
+// starts after this inode's own write. One device flush at the end covers every step; one before the
+// metadata keeps the data ahead of the pointers (ext2_fsync_vnode).
 #include <algorithm>
 #include <new>
 
@@ -19,8 +20,8 @@ namespace vnopfs::ext2 {
 
 namespace {
 
-// Writes the noted metadata buffers that are still dirty.
-int flush_noted_meta(ext2_inode_info* ip, bool wait) {
+// Writes the noted metadata buffers that are still dirty, and waits.
+int flush_noted_meta(ext2_inode_info* ip) {
   std::vector<uint32_t> blocks;
   {
     std::lock_guard g(ip->i_lock);
@@ -32,11 +33,7 @@ int flush_noted_meta(ext2_inode_info* ip, bool wait) {
   for (uint32_t blk : blocks) {
     BufRef bp = buf_getblk(devvp, blk, BLK_META | BLK_ONLYVALID);
     if (!bp || !(buf_flags(bp.get()) & B_DELWRI)) continue;
-    if (wait) {
-      TRY(buf_bwrite(std::move(bp)));
-    } else {
-      TRY(buf_bawrite(std::move(bp)));
-    }
+    TRY(buf_bwrite(std::move(bp)));
   }
   return 0;
 }
@@ -82,7 +79,7 @@ int sync_new_names(ext2_inode_info* ip) {
       break;
     }
     ext2_inode_info* dp = VTOI(dvp);
-    e = flush_noted_meta(dp, true);
+    e = flush_noted_meta(dp);
     if (!e) {
       std::lock_guard g(dp->i_lock);
       e = ext2_iflush(dp);
@@ -107,7 +104,7 @@ void ext2_note_new_name(ext2_inode_info* ip, const ext2_inode_info* dp) {
   ip->i_new_parent = dp->i_ino;
 }
 
-int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
+int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device, bool data_stable) {
   ext2_inode_info* ip = VTOI(vp);
   if (ip == nullptr) return 0;
   ext2_mount* m = ip->i_mnt;
@@ -115,6 +112,8 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
   const bool wait = waitfor != MNT_NOWAIT;
   int err = 0;
   auto keep = [&err](int e) { if (e && !err) err = e; };
+  // Data dirty now was written after the caller's flush, if any: data_stable does not cover it.
+  if (vp->v_type == vtype::VREG && buf_vnode_isdirty(vp)) data_stable = false;
   if (vp->v_type == vtype::VREG) {
     keep(cluster_push(vp, wait ? IO_SYNC : 0));
     keep(buf_flushdirtyblks(vp, wait ? MNT_WAIT : MNT_NOWAIT));
@@ -123,7 +122,21 @@ int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device) {
     std::lock_guard g(ip->i_lock);
     return err ? err : (ip->i_dirty || !ip->i_meta_dirty.empty()) ? EIO : 0;
   }
-  keep(flush_noted_meta(ip, wait));
+  // Ordered (docs/durability.md, rule 7): what follows may point at the data just written (or written
+  // earlier by write-behind without a flush): the indirect blocks and bitmaps it noted, a size or block
+  // map change in its inode, its new names. A device flush first makes that data stable, so a power loss
+  // during this fsync cannot leave a pointer stable without the bytes it points at. An overwrite in place
+  // (only timestamps change) needs none.
+  if (wait && !data_stable && !err) {
+    bool pointers;
+    {
+      std::lock_guard g(ip->i_lock);
+      pointers = !ip->i_meta_dirty.empty() || ip->i_data_dirty || ip->i_new_parent != 0;
+    }
+    if (pointers) keep(ext2_dev_flush(m));
+  }
+  // MNT_NOWAIT: the noted metadata stays for the flusher, whose pass orders it after the data.
+  if (wait) keep(flush_noted_meta(ip));
   {
     std::lock_guard g(ip->i_lock);
     if (waitfor == MNT_WAIT) keep(ext2_iflush(ip));

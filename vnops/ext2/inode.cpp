@@ -138,7 +138,7 @@ int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid
   const uint32_t parent_group = dir ? ext2_group_of_ino(m, dir->i_ino) : 0;
   int aerr = ext2_ialloc_bit(m, parent_group, S_ISDIR(mode), &ino);
   if (aerr == ENOSPC && ext2_pending_inodes(m) > 0) {  // freed ones are waiting: release them and retry
-    TRY(ext2_release_pending_inodes(m));
+    TRY(ext2_release_deferred(m));
     aerr = ext2_ialloc_bit(m, parent_group, S_ISDIR(mode), &ino);
   }
   TRY(aerr);
@@ -390,14 +390,13 @@ int ext2_xattr_block_release(ext2_inode_info* ip) {
   ext2_i_blocks_add(ip, -1);
   if (!last) return 0;
   TRY(ext2_iupdate(ip, true));  // the pointer is gone on disk before the block can be reused
-  return ext2_bfree(m, blk, 1);
+  ext2_bfree_deferred(m, blk, 1);
+  return 0;
 }
 
 // ---- end of life
 
 namespace {
-
-constexpr size_t kMaxPendingInodes = 256;
 
 // Frees an unlinked inode at its last reference: data dropped, blocks freed after the cleared pointers are
 // on disk, dtime set, then the bitmap bit once nothing on disk names the inode any more.
@@ -421,20 +420,10 @@ int free_unlinked(vnode* vp, ext2_inode_info* ip) {
     mode = ext2_i_mode(ip);
   }
   if (err) return err;  // the inode stays allocated: a leak e2fsck fixes without loss
-  // The entry that named the inode was removed by remove/rmdir/rename in a directory block; it must be
-  // on disk before the inode number can be handed out again, so the bitmap bit is cleared later, in a
-  // batch after a metadata flush (ext2_release_pending_inodes).
-  size_t pending;
-  {
-    std::lock_guard g(m->m_pending_lock);
-    if (m->m_pending_ifree.empty())
-      m->m_pending_since_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                        std::chrono::steady_clock::now().time_since_epoch())
-                                                        .count());
-    m->m_pending_ifree.emplace_back(ip->i_ino, S_ISDIR(mode));
-    pending = m->m_pending_ifree.size();
-  }
-  return pending >= kMaxPendingInodes ? ext2_release_pending_inodes(m) : 0;
+  // Every entry that named the inode was removed by a synchronous write (dir.cpp); the bit is cleared
+  // after a device flush has made those removals stable (ext2_release_deferred).
+  ext2_defer_ifree(m, ip->i_ino, S_ISDIR(mode));
+  return 0;
 }
 
 }  // namespace

@@ -353,7 +353,6 @@ int ext2_mount_impl(mount* mp, const mount_args& args, ext2_wpath wpath) {
   cfg.block_size = m->m_block_size;
   cfg.cache_bytes = args.cache_bytes;
   cfg.flush_age_ms = args.flush_age_ms;
-  m->m_flush_age_ms = args.flush_age_ms;
   m->m_direct_min = args.direct_min;
   if (wpath == ext2_wpath::buf) {  // the BSD buffer path: no coalescing anywhere, no read-ahead
     cfg.max_io_bytes = m->m_block_size;
@@ -432,16 +431,11 @@ int ext2_sync_lazy(mount* mp) {
     wrote = true;
     return ext2_iupdate(ip, false);
   });
-  // Inodes freed at their last reference wait for the metadata that named them; once the oldest has waited
-  // the flush age, write that metadata now (what the flusher would have done by then) and free them, so an
-  // idle filesystem is consistent on the image (ext2_release_pending_inodes).
-  bool pending_due;
-  {
-    std::lock_guard g(m->m_pending_lock);
-    pending_due = !m->m_pending_ifree.empty() && now_ms - m->m_pending_since_ms >= m->m_flush_age_ms;
-  }
-  if (pending_due) {
-    if (int e = ext2_release_pending_inodes(m); e && !err) err = e;
+  // Freed blocks and inodes wait for a device flush (ext2_release_deferred). Released on every pass: a
+  // flush every few seconds at most while files are being removed, and the bitmaps they dirty reach the
+  // image with the next flusher pass, so an idle filesystem is consistent on the image.
+  if (ext2_pending_frees(m)) {
+    if (int e = ext2_release_deferred(m); e && !err) err = e;
     wrote = true;
   }
   // The group descriptors and superblock are rewritten only when something changed: an idle mount does
@@ -471,10 +465,30 @@ int ext2_sync_impl(mount* mp, int waitfor) {
     std::lock_guard g(m->m_names_lock);
     if (waitfor == MNT_WAIT) kept.swap(m->m_names_kept);
   }
-  int err = for_each_vnode(mp, [&](vnode* vp) { return ext2_fsync_vnode(vp, waitfor, /*flush_device=*/false); });
-  if (int e = m->m_rdonly ? 0 : ext2_release_pending_inodes(m); e && !err) err = e;
+  int err = 0;
+  bool data_stable = false;
+  if (waitfor == MNT_WAIT && !m->m_rdonly) {
+    // Ordered (docs/durability.md, rule 7): every file's data, then one device flush, then the pointers,
+    // inodes and names that reach it.
+    err = for_each_vnode(mp, [](vnode* vp) {
+      if (vp->v_type != vtype::VREG || VTOI(vp) == nullptr || !buf_vnode_isdirty(vp)) return 0;
+      int e = cluster_push(vp, IO_SYNC);
+      int e2 = buf_flushdirtyblks(vp, MNT_WAIT);
+      return e ? e : e2;
+    });
+    int e = ext2_dev_flush(m);
+    data_stable = !err && !e;
+    if (e && !err) err = e;
+  }
+  if (int e = for_each_vnode(mp, [&](vnode* vp) {
+        return ext2_fsync_vnode(vp, waitfor, /*flush_device=*/false, data_stable);
+      }); e && !err)
+    err = e;
+  if (int e = m->m_rdonly || waitfor != MNT_WAIT ? 0 : ext2_release_deferred(m); e && !err) err = e;
   int e2 = m->m_rdonly ? 0 : ext2_sbupdate(m, false);
-  int e3 = buf_flushdirtyblks(m->m_devvp, waitfor == MNT_WAIT ? MNT_WAIT : MNT_NOWAIT);
+  // Without a wait, no flush can separate the data just started from the pointers to it: the metadata
+  // waits for the flusher's next ordered pass.
+  int e3 = waitfor == MNT_WAIT ? buf_flushdirtyblks(m->m_devvp, MNT_WAIT) : 0;
   int e4 = waitfor == MNT_WAIT ? ext2_dev_flush(m) : 0;
   if (waitfor == MNT_WAIT && !err && !e2 && !e3 && !e4) {
     m->m_names_synced = names_lost;
@@ -573,7 +587,9 @@ int vfs_root_ext2(mount* mp, vnode** vpp, const vfs_context&) {
 int vfs_statfs_ext2(mount* mp, struct statvfs* sbp, const vfs_context&) {
   ext2_mount* m = ext2_mount_of(mp);
   std::memset(sbp, 0, sizeof *sbp);
-  int64_t bfree = m->m_free_blocks.load();
+  // Blocks waiting for a device flush to be freed (deferred frees) are free to anyone who asks: an
+  // allocation that needs them releases them first.
+  int64_t bfree = m->m_free_blocks.load() + static_cast<int64_t>(m->m_pending_nblocks.load());
   int64_t ifree = m->m_free_inodes.load() + static_cast<int64_t>(ext2_pending_inodes(m));
   if (bfree < 0) bfree = 0;
   if (ifree < 0) ifree = 0;

@@ -32,13 +32,13 @@ int sync_changes(vnode* const* vps, size_t n) {
   if (m == nullptr || !m->m_mounted_rw || m->m_rdonly) return 0;
   int err = 0;
   auto keep = [&err](int e) { if (e && !err) err = e; };
-  bool wrote = false;
+  bool wrote = false, data_unflushed = false;
   for (size_t i = 0; i < n; i++) {  // data before the metadata that points at it
     vnode* vp = vps[i];
     if (vp == nullptr || vp->v_type != vtype::VREG || VTOI(vp) == nullptr || !buf_vnode_isdirty(vp)) continue;
     keep(cluster_push(vp, IO_SYNC));
     keep(buf_flushdirtyblks(vp, MNT_WAIT));
-    wrote = true;
+    wrote = data_unflushed = true;
   }
   for (size_t i = 0; i < n; i++) {
     vnode* vp = vps[i];
@@ -47,11 +47,14 @@ int sync_changes(vnode* const* vps, size_t n) {
     std::lock_guard g(ip->i_lock);
     if (ip->i_dirty) keep(ext2_iupdate(ip, false));
   }
-  if (ext2_pending_inodes(m) > 0) {
-    keep(ext2_release_pending_inodes(m));
+  if (ext2_pending_frees(m)) {  // its device flush covers the data written above too
+    keep(ext2_release_deferred(m));
     wrote = true;
+    data_unflushed = false;
   }
   if (buf_vnode_isdirty(m->m_devvp)) {
+    // The data is stable before any pointer to it can be (docs/durability.md, rule 7).
+    if (data_unflushed) keep(ext2_dev_flush(m));
     keep(ext2_sbupdate(m, false));
     keep(buf_flushdirtyblks(m->m_devvp, MNT_WAIT));
     wrote = true;

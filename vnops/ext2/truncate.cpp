@@ -2,7 +2,8 @@
 //
 // Freeing keeps the soft-updates rule "never reuse a block before every pointer to it is gone on disk":
 // pointers are cleared first, every changed indirect block and the inode are written synchronously, and
-// only then are the blocks returned to the bitmaps (where the next allocation may take them).
+// only then are the blocks queued for the bitmaps, which take them back after a device flush
+// (ext2_bfree_deferred: the next allocation may take them then).
 #include <algorithm>
 #include <cstring>
 
@@ -84,17 +85,16 @@ bool free_tree(free_ctx& c, uint32_t* slot, int levels_below, uint64_t start, ui
   return false;
 }
 
-// Gives blocks back in contiguous runs.
-int release_blocks(ext2_mount* m, std::vector<uint32_t>& blocks) {
+// Gives blocks back in contiguous runs, after a device flush (deferred frees: the cleared pointers were
+// written, not yet flushed).
+void release_blocks(ext2_mount* m, std::vector<uint32_t>& blocks) {
   std::sort(blocks.begin(), blocks.end());
-  int first_err = 0;
   for (size_t i = 0; i < blocks.size();) {
     size_t j = i + 1;
     while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1) j++;
-    if (int e = ext2_bfree(m, blocks[i], static_cast<uint32_t>(j - i)); e && !first_err) first_err = e;
+    ext2_bfree_deferred(m, blocks[i], static_cast<uint32_t>(j - i));
     i = j;
   }
-  return first_err;
 }
 
 }  // namespace
@@ -117,8 +117,8 @@ int ext2_free_range_locked(ext2_inode_info* ip, uint64_t first, uint64_t last) {
   ext2_i_blocks_add(ip, -static_cast<int64_t>(c.blocks.size()));
   ip->i_next_alloc_goal = 0;
   if (int e = ext2_iupdate(ip, true)) return e;  // pointers not on disk: keep the blocks (leaked, not reused)
-  int e = release_blocks(m, c.blocks);
-  return c.err ? c.err : e;
+  release_blocks(m, c.blocks);
+  return c.err;
 }
 
 // Writes zeros over [off, off + len) of a regular file through its cache (the cluster layer), where off
