@@ -108,11 +108,10 @@ TEST_CASE("dev: concurrent submitters, no lost or doubled completion", "[dev][su
           uint32_t rec[2];
           memcpy(rec, p, sizeof rec);
           // The write of this block may still be in flight (the window holds both), and a read that overlaps
-          // a write may see any mix of old and new bytes: only a record that is there must be right.
-          bool unwritten = rec[0] == 0 && rec[1] == 0 && th != 0;
-          if (!zero && !unwritten &&
-              (rec[0] != uint32_t(th) || (rec[1] / 2) % kBlocks != (q.offset / bs) % kBlocks))
-            bad_data++;
+          // a write may see any byte-wise mix of the block's old bytes (zeros, or this thread's earlier record
+          // for it) and the new record: its index can be torn (seen: CI, file-nosort), so it is checked at the
+          // end, below. Here only another thread's record is wrong: rec[0] is 0 or this thread's id.
+          if (!zero && rec[0] != 0 && rec[0] != uint32_t(th)) bad_data++;
         }
       }
       q.~treq();
