@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
       daemon::control_hooks hooks;
       hooks.status = [&d] { return d.status_json(); };
       hooks.remount = [&d](bool ro) { return d.remount(ro); };
+      hooks.set_layers = [&d](const std::string& s) { return d.set_layers(s); };
+      hooks.set_dev_layers = [&d](const std::string& s) { return d.set_dev_layers(s); };
       if (std::string e = ctl.start(std::move(hooks)); !e.empty())
         VLOG_WARN("no control socket (vnopfs-ctl and the mount helpers cannot reach this daemon): %s", e.c_str());
       err = d.serve([&ctl] { ctl.detach_hooks(); });

@@ -12,6 +12,8 @@
 //   runs any more), in reverse order of the stack, and a loaded shared object is closed only after its
 //   layer is destroyed. The table table() returns must stay at the same address for the layer's life (the
 //   vnodes point at it): keep it inside the layer object, which is never copied or moved.
+//   A stack replaced while mounted (vnopfs-ctl MOUNTPOINT layers SPEC) gets no new request, but it is kept,
+//   idle, until the unmount too: an op of the mount's own threads (the flusher) may still be running on it.
 // - Threads: any op may run on any number of threads at once (the FUSE workers, and the flusher: the
 //   VNOP_STRATEGY and VNOP_BWRITE of file data reach the layers too; the device vnode's metadata I/O does
 //   not). A layer's own state is guarded by its own atomics or mutexes.

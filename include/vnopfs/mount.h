@@ -15,8 +15,10 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "vnopfs/context.h"
+#include "vnopfs/quiesce.h"
 #include "vnopfs/vnode.h"
 
 namespace vnopfs {
@@ -45,7 +47,9 @@ struct mount {
   vnode* mnt_devvp = nullptr;     // device vnode, created by the filesystem's mount with the cache
   bufcache* mnt_cache = nullptr;  // owned by the filesystem's mount, freed at unmount
   void* mnt_data = nullptr;       // the filesystem's private mount data
-  const vnop_table* mnt_vnops = nullptr;  // the table new vnodes get: the filesystem's, or a layer on top
+  // The table new vnodes get: the filesystem's, or a layer on top. Set by the filesystem's vfs_mount, and
+  // changed while mounted only by vfs_set_vnops; read it with vfs_vnops().
+  const vnop_table* mnt_vnops = nullptr;
   // The finest time step the filesystem stores, in ns (set by its vfs_mount): the frontend must not let the
   // kernel cache finer times than that. Limits such as the name length come from vfs_statfs.
   uint32_t mnt_time_gran = 1000000000u;
@@ -55,6 +59,14 @@ struct mount {
   std::condition_variable mnt_vnode_cv;  // a terminating vnode is gone
   std::unordered_map<uint64_t, vnode*> mnt_vnodes;
   uint64_t mnt_vnode_count = 0;  // live vnodes, hashed or not
+  // Tables vfs_set_vnops replaced (a vnode created on one before the change and hashed after gets the new).
+  std::vector<const vnop_table*> mnt_vnops_retired;
+
+  // The frontend's requests in progress (one count per FUSE request, around its VNOP calls): closed by
+  // whoever changes what every request uses (vfs_set_vnops' caller). Threads of the mount's own (the
+  // flusher, the syncer) do not count here: they may run while it is closed, so nothing a request waits for
+  // waits on the gate (quiesce.h).
+  quiesce_gate mnt_requests;
 };
 
 // Mount-time options the filesystem reads (the daemon fills them from -o and the JSON config).
@@ -101,6 +113,14 @@ int VFS_ROOT(mount* mp, vnode** vpp, const vfs_context& ctx);
 int VFS_STATFS(mount* mp, struct statvfs* sbp, const vfs_context& ctx);
 int VFS_SYNC(mount* mp, int waitfor, const vfs_context& ctx);
 int VFS_VGET(mount* mp, uint64_t ino, vnode** vpp, const vfs_context& ctx);
+
+// The mount's current top table (an acquire load: vfs_set_vnops may change it).
+const vnop_table* vfs_vnops(const mount* mp);
+// Replaces the VNOP table of the mount and of every vnode that has the current one (a layer stack swapped
+// while mounted, docs/experiments.md). The caller holds mnt_requests closed, so no request runs; an op of
+// the mount's own threads that started on the old table finishes on it, so the caller keeps the old table
+// (and everything under it) alive until the unmount. Takes mnt_vnode_mutex. Returns the vnodes changed.
+size_t vfs_set_vnops(mount* mp, const vnop_table* t);
 
 // Filesystems by name ("ext2"), registered at startup by vnops/registry.cpp.
 const vfsops* vfs_lookup_fs(const std::string& name);

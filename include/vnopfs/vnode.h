@@ -97,7 +97,7 @@ struct vnode {
   vtype v_type = vtype::VNON;
   uint32_t v_flag = 0;
   mount* v_mount = nullptr;
-  const vnop_table* v_op = nullptr;
+  const vnop_table* v_op = nullptr;  // the top of its layer stack; changed only by vfs_set_vnops (atomically)
   void* v_data = nullptr;      // the filesystem's node (ext2: its in-core inode); freed in VNOP_RECLAIM
   uint64_t v_id = 0;           // the key in the mount's vnode hash (ext2: the inode number)
   vnode_lock v_lock;

@@ -125,6 +125,14 @@ nlohmann::json control_server::handle(int fd, const nlohmann::json& req) {
     std::string e = hooks_.remount(op == "remount-ro");
     return e.empty() ? nlohmann::json{{"ok", true}} : error_reply(e);
   }
+  if (op == "layers" || op == "dev-layers") {
+    if (!attached_) return error_reply("the daemon is unmounting");
+    if (!req.contains("spec") || !req["spec"].is_string()) return error_reply("op '" + op + "' needs a string 'spec'");
+    auto& hook = op == "layers" ? hooks_.set_layers : hooks_.set_dev_layers;
+    if (!hook) return error_reply("op '" + op + "' is not served here");
+    std::string e = hook(req["spec"].get<std::string>());
+    return e.empty() ? nlohmann::json{{"ok", true}} : error_reply(e);
+  }
   return error_reply("unknown op '" + op + "'");
 }
 

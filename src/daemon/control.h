@@ -18,6 +18,8 @@ namespace vnopfs::daemon {
 struct control_hooks {
   std::function<nlohmann::json()> status;       // the status reply's fields
   std::function<std::string(bool ro)> remount;  // "" or the error
+  std::function<std::string(const std::string& spec)> set_layers;      // "" or the error
+  std::function<std::string(const std::string& spec)> set_dev_layers;  // "" or the error
 };
 
 class control_server {

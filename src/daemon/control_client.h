@@ -11,11 +11,17 @@
 // and every reply has "ok" (true, or false with "error"). Unknown ops get ok=false, so new ops (layer
 // swaps) can be added without breaking old tools.
 //   {"op":"status"}      -> pid, image, mountpoint, dev ("maj:min"), state ("mounted" | "flushing"),
-//                           ro, fstype, fsname
+//                           ro, fstype, fsname, table, layers (the VNOP layers, bottom first),
+//                           device_stack (bottom first), mirror
 //   {"op":"wait"}        -> answered only when the daemon has unmounted the filesystem, flushed
 //                           everything, marked the image clean (or not: "clean") and released its lock
 //   {"op":"remount-ro"}  -> after a full flush the filesystem is read-only and the superblock clean
 //   {"op":"remount-rw"}  -> writable again (refused if it was mounted read-only)
+//   {"op":"layers","spec":"trace+stats"}  -> the VNOP layer stack replaced while mounted ("" or "none": no
+//                           layer); module paths absolute. New requests wait while those in progress
+//                           finish (at most 10 s, else refused and nothing changed)
+//   {"op":"dev-layers","spec":"faults+record:log=/abs/log"} -> the device layers over the backend (and
+//                           over any partition layer) replaced likewise, waiting for device requests
 // Every function here returns "" or an error message; none throws.
 #pragma once
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <csignal>
@@ -158,10 +159,9 @@ std::string prepare_mirror(cfg::options* o, prepared* p, const fuse::image_range
 
 }  // namespace
 
-std::string prepare(cfg::options* o, prepared* p) {
-  if (!vnops_lookup_table(o->table))
-    return "option 'table': unknown table '" + o->table + "' (known: " + vnops_table_names() + ")";
-  std::string names = o->layers + ",", layers;
+std::string normalize_layers(const std::string& in, std::string* out) {
+  std::string names = in + ",", layers;
+  for (auto& c : names) if (c == '+') c = ',';
   for (size_t q = 0, c; (c = names.find(',', q)) != std::string::npos; q = c + 1) {
     std::string spec = names.substr(q, c - q);
     size_t colon = spec.find(':');
@@ -170,10 +170,17 @@ std::string prepare(cfg::options* o, prepared* p) {
     if (is_layer_module_path(n))  // loaded in start(), after the fork: the path must not depend on the cwd
       spec = absolute(n) + (colon == std::string::npos ? std::string() : spec.substr(colon));
     else if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
-      return "option 'layers': unknown layer '" + n + "'";
+      return "unknown layer '" + n + "'";
     if (!spec.empty()) layers += (layers.empty() ? "" : ",") + spec;
   }
-  o->layers = layers;
+  *out = layers;
+  return {};
+}
+
+std::string prepare(cfg::options* o, prepared* p) {
+  if (!vnops_lookup_table(o->table))
+    return "option 'table': unknown table '" + o->table + "' (known: " + vnops_table_names() + ")";
+  if (std::string e = normalize_layers(o->layers, &o->layers); !e.empty()) return "option 'layers': " + e;
   std::vector<dev::dev_layer_spec> dev_specs;
   if (std::string e = dev::parse_dev_layers(o->dev_layers, &dev_specs); !e.empty()) return "option 'dev_layers': " + e;
   o->stats_path = absolute(o->stats_path);
@@ -302,6 +309,13 @@ std::string fs_daemon::open_device() {
   std::string e = dev::parse_dev_layers(o_.dev_layers, &specs);  // checked by prepare: cannot fail here
   if (e.empty()) e = devices_->push(specs);
   if (!e.empty()) return "option 'dev_layers': " + e;
+  // A swap keeps what defines the filesystem's address space: the partition window (-o partition=, or a
+  // partition layer of -o dev_layers=) and everything under it.
+  dev_fixed_ = o_.partition ? 1 : 0;
+  for (size_t i = 0; i < specs.size(); i++)
+    if (specs[i].name == "partition") dev_fixed_ = (o_.partition ? 1 : 0) + i + 1;
+  dev_switch_ = std::make_unique<dev::switch_device>(devices_->top());
+  dev_layers_now_ = o_.dev_layers;
   return {};
 }
 
@@ -311,6 +325,7 @@ std::string fs_daemon::mount_fs() {
   layers_ = std::make_unique<layer_stack>(t->vnops);
   std::string err;
   if (!o_.layers.empty() && !layers_->push_list(o_.layers, &err)) return "option 'layers': " + err;
+  layers_now_ = o_.layers;
   if (!o_.stats_path.empty()) {
     if (!layers_->push("stats", &err)) return err;
     stats_ = static_cast<stats_layer*>(layers_->find("stats"));
@@ -325,7 +340,7 @@ std::string fs_daemon::mount_fs() {
   a.layers = layers_->top();  // the table's own when no layer is stacked
   mnt_.mnt_op = t->vfs;
   mnt_.mnt_from = o_.image;
-  mnt_.mnt_device = devices_->top();
+  mnt_.mnt_device = dev_switch_.get();
   mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
                   (o_.noatime ? uint32_t{MNT_NOATIME} : 0u) | (o_.strictatime ? uint32_t{MNT_STRICTATIME} : 0u) |
                   (o_.nodiratime ? uint32_t{MNT_NODIRATIME} : 0u) | (o_.lazytime ? uint32_t{MNT_LAZYTIME} : 0u);
@@ -410,12 +425,16 @@ nlohmann::json fs_daemon::stats_json() {
                   {"dev_queue", o_.dev_queue_merge ? "merge" : "nomerge"}, {"dev_layers", o_.dev_layers},
                   {"dirty_expire", o_.dirty_expire_s}, {"direct_min", o_.direct_min}, {"lazytime", o_.lazytime}};
   if (syncer_) j["syncer"] = {{"runs", syncer_->runs()}};
-  j["vnops"] = stats_ ? stats_->to_json()["ops"] : nlohmann::json::object();
+  stats_layer* st = stats_.load(std::memory_order_acquire);  // set_layers may replace it (the old one lives on)
+  j["vnops"] = st ? st->to_json()["ops"] : nlohmann::json::object();
   if (vfs_mounted_) {
     auto c = cache_json(bufcache_getstats(&mnt_));
     j["cache"] = c["cache"];
     j["cluster"] = c["cluster"];
   }
+  std::lock_guard dg(dev_mu_);  // set_dev_layers replaces layers of devices_
+  j["options"]["layers"] = layers_now_;
+  j["options"]["dev_layers"] = dev_layers_now_;
   if (devices_) {
     j["device"] = device_json(*devices_->backend());  // the backend's counters, whatever is stacked on it
     nlohmann::json st = nlohmann::json::array();   // every member, bottom first
@@ -480,6 +499,8 @@ nlohmann::json fs_daemon::status_json() {
           {"ro", fs_rdonly()},
           {"fstype", o_.subtype ? "fuse.vnopfs" : "fuse"},
           {"fsname", o_.fsname.empty() ? o_.image : o_.fsname},
+          {"table", o_.table},
+          {"layers", layers_names()},
           {"device_stack", device_names()},
           {"mirror", mirror_json()}};
 }
@@ -500,7 +521,15 @@ nlohmann::json fs_daemon::mirror_json() const {
   return {{"events", m->events()}, {"in_service", live}, {"degraded", live < v.size()}, {"members", v}};
 }
 
+nlohmann::json fs_daemon::layers_names() const {
+  nlohmann::json v = nlohmann::json::array();  // bottom first, the table's own not included
+  if (layers_)
+    for (auto& l : layers_->layers()) v.push_back(l->name());
+  return v;
+}
+
 nlohmann::json fs_daemon::device_names() const {
+  std::lock_guard dg(dev_mu_);
   nlohmann::json v = nlohmann::json::array();  // bottom first
   if (devices_)
     for (dev::device* d : devices_->members()) v.push_back(d->name());
@@ -520,6 +549,85 @@ std::string fs_daemon::remount(bool ro) {
   if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel()))
     return std::string("remount ") + (ro ? "ro" : "rw") + " of '" + o_.image + "': " + errstr(e);
   VLOG_INFO("%s remounted %s", o_.image.c_str(), ro ? "read-only (flushed, marked clean)" : "read-write");
+  return {};
+}
+
+std::string fs_daemon::set_layers(const std::string& spec_in) {
+  std::lock_guard g(state_mu_);
+  if (!serving_) return "the daemon is unmounting";
+  std::string spec = spec_in == "none" ? std::string() : spec_in, l = spec + ",";
+  for (auto& c : l) if (c == '+') c = ',';
+  for (size_t q = 0, c; (c = l.find(',', q)) != std::string::npos; q = c + 1) {
+    std::string n = l.substr(q, c - q).substr(0, l.substr(q, c - q).find(':'));
+    if (is_layer_module_path(n) && n[0] != '/')  // relative to what? The caller's cwd is not ours
+      return "layer module '" + n + "': give an absolute path";
+  }
+  if (std::string e = normalize_layers(spec, &spec); !e.empty()) return e;
+  const fs_table* t = vnops_lookup_table(o_.table);
+  auto fresh = std::make_unique<layer_stack>(t->vnops);
+  std::string err;
+  if (!spec.empty() && !fresh->push_list(spec, &err)) return err;
+  stats_layer* st = nullptr;
+  if (!o_.stats_path.empty()) {
+    if (!fresh->push("stats", &err)) return err;
+    st = static_cast<stats_layer*>(fresh->find("stats"));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  if (!mnt_.mnt_requests.close(std::chrono::milliseconds(kSwapDrainMs)))
+    return "requests in progress did not finish within " + std::to_string(kSwapDrainMs / 1000) +
+           " s (one may be waiting for another); nothing changed";
+  // No request runs now. The flusher may: its ops finish on the stack they started on, kept below.
+  size_t n = vfs_set_vnops(&mnt_, fresh->top());
+  if (st) {
+    if (stats_layer* old = stats_.load(std::memory_order_acquire)) st->absorb(*old);  // one series for scrapers
+    stats_.store(st, std::memory_order_release);
+  }
+  retired_layers_.push_back(std::move(layers_));
+  layers_ = std::move(fresh);
+  mnt_.mnt_requests.open();
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::string was;
+  {
+    std::lock_guard dg(dev_mu_);
+    was = layers_now_;
+    layers_now_ = spec;
+  }
+  VLOG_INFO("layers: '%s' -> '%s' (%zu vnodes, requests held %.1f ms)", was.c_str(), spec.c_str(), n, ms);
+  return {};
+}
+
+std::string fs_daemon::set_dev_layers(const std::string& spec_in) {
+  std::lock_guard g(state_mu_);
+  if (!serving_) return "the daemon is unmounting";
+  std::string spec = spec_in == "none" ? std::string() : spec_in;
+  for (auto& c : spec) if (c == '+') c = ',';
+  std::vector<dev::dev_layer_spec> specs;
+  if (std::string e = dev::parse_dev_layers(spec, &specs); !e.empty()) return e;
+  for (auto& x : specs)
+    if (x.name == "partition")
+      return "device layer 'partition' changes the device the filesystem lives on: only at mount";
+  if (o_.rdonly)
+    for (auto& x : specs)
+      if (x.name == "record") return "device layer 'record' on a read-only mount: nothing would be recorded";
+  // Built first, beside the old layers, while requests go on: a bad argument or a log that cannot be made
+  // changes nothing.
+  std::vector<std::unique_ptr<dev::device>> built, old;
+  if (std::string e = devices_->build_over(dev_fixed_, specs, &built); !e.empty()) return e;
+  auto t0 = std::chrono::steady_clock::now();
+  if (!dev_switch_->suspend(std::chrono::milliseconds(kSwapDrainMs))) {
+    while (!built.empty()) built.pop_back();
+    return "device requests in flight did not complete within " + std::to_string(kSwapDrainMs / 1000) +
+           " s; nothing changed";
+  }
+  {
+    std::lock_guard dg(dev_mu_);
+    devices_->replace(dev_fixed_, std::move(built), &old);
+    std::swap(dev_layers_now_, spec);
+  }
+  dev_switch_->resume(devices_->top());
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  while (!old.empty()) old.pop_back();  // top first; nothing is in flight in them
+  VLOG_INFO("device layers: '%s' -> '%s' (device requests held %.1f ms)", spec.c_str(), dev_layers_now_.c_str(), ms);
   return {};
 }
 

@@ -8,6 +8,7 @@
 // returns and ~fs_daemon releases what was built, in reverse order.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "src/fuse/invalidator.h"
 #include "src/fuse/statsfile.h"
 #include "src/dev/stack.h"
+#include "src/dev/switch.h"
 #include "vnopfs/device.h"
 #include "vnopfs/mount.h"
 #include "vnopfs/syncer.h"
@@ -35,6 +37,10 @@ struct prepared {
                        // filesystem (docs/mounting.md); nothing more to start
   std::string note;    // a line for the log, once the daemon has one ("" if none)
 };
+
+// A -o layers= list made ready to build: ',' between layers, names checked (known built-in names, or a
+// module path, made absolute against the daemon's cwd at the time). "" or the error.
+std::string normalize_layers(const std::string& in, std::string* out);
 
 // Before anything is touched: every built-in layer name exists, stats=, log= and the paths of layer
 // modules (-o layers=./x.so) become absolute (the daemon changes directory to /), the mountpoint and image pass preflight. An image whose previous daemon is
@@ -62,6 +68,16 @@ class fs_daemon {
   // filesystem (the kernel's side of a remount is the mount helper's). Thread-safe against serve().
   nlohmann::json status_json();
   std::string remount(bool ro);
+  // Runtime swap (docs/experiments.md, "Changing layers while mounted"): the VNOP layers (as -o layers=,
+  // '+' or ',' between them; "" or "none": no layer) and the device layers over the backend (as
+  // -o dev_layers=, above any partition layer the mount has). The new stack is built first (a bad spec
+  // changes nothing); then new requests wait while those in progress finish (at most kSwapDrainMs), the
+  // stack is switched, and they go on, on the new one. "" or the error (nothing changed). The old VNOP layers
+  // stay alive until the unmount (a flusher's op may still run on them); old device layers are destroyed
+  // once drained.
+  std::string set_layers(const std::string& spec);
+  std::string set_dev_layers(const std::string& spec);
+  static constexpr int kSwapDrainMs = 10000;
 
  private:
   std::string open_device();
@@ -72,6 +88,7 @@ class fs_daemon {
   nlohmann::json stats_json();
   bool fs_rdonly();  // the filesystem is read-only now (mounted so, or remounted)
   nlohmann::json device_names() const;  // the device stack, bottom first (status, stats)
+  nlohmann::json layers_names() const;  // the VNOP layers, bottom first (status; caller holds state_mu_)
   nlohmann::json mirror_json() const;   // -o mirror=: the members and their state (null without)
 
   struct session_destroy {
@@ -100,9 +117,16 @@ class fs_daemon {
   std::mutex state_mu_;       // serving_ and remounts
   bool serving_ = false;      // the session loop runs: remounts allowed
   std::unique_ptr<dev::dev_stack> devices_;  // the backend and the device layers over it (-o dev_layers=)
+  std::unique_ptr<dev::switch_device> dev_switch_;  // over devices_: the mount's device (set_dev_layers)
+  size_t dev_fixed_ = 0;   // device layers a swap keeps: up to the last partition layer
+  mutable std::mutex dev_mu_;  // devices_'s layers and the two specs below: changed by the swaps, read by
+                               // status and the stats writer
+  std::string layers_now_;      // the VNOP layers' spec now (-o layers=, then set_layers)
+  std::string dev_layers_now_;  // the device layers' spec now (-o dev_layers=, then set_dev_layers)
   mount mnt_;
-  std::unique_ptr<layer_stack> layers_;
-  stats_layer* stats_ = nullptr;
+  std::unique_ptr<layer_stack> layers_;  // the current VNOP layers (guarded by state_mu_ once serving)
+  std::vector<std::unique_ptr<layer_stack>> retired_layers_;  // replaced by set_layers: kept to the unmount
+  std::atomic<stats_layer*> stats_{nullptr};  // -o stats=: the stats layer on top (read by the stats writer)
   std::unique_ptr<fuse::inode_table> inodes_;
   std::unique_ptr<vfs_syncer> syncer_;  // from mount_fs to unmount_fs (not on a read-only mount)
   bool vfs_mounted_ = false;

@@ -182,33 +182,65 @@ dev_stack::~dev_stack() {
   backend_.reset();
 }
 
+std::unique_ptr<device> dev_stack::build(const dev_layer_spec& s, device* below, std::string* err) {
+  std::unique_ptr<device> d;
+  if (s.name == "faults") {
+    fault_rule r;
+    if (std::string e = faults_rule(s, &r); !e.empty()) return *err = e, nullptr;
+    auto f = make_faults(below);
+    if (f && !s.args.empty()) f->add_rule(r);
+    d = std::move(f);
+  } else if (s.name == "partition") {
+    uint64_t start = 0, length = 0;
+    (void)parse_u64(arg_of(s, "start"), &start);
+    if (has_arg(s, "length")) (void)parse_u64(arg_of(s, "length"), &length);
+    else length = start <= below->size() ? below->size() - start : 0;
+    d = make_partition(below, start, length);
+    if (!d) return *err = "device layer '" + s.text + "': the window does not fit " + below->name() + " (" +
+                          std::to_string(below->size()) + " bytes) or is not sector-aligned",
+                  nullptr;
+  } else if (s.name == "record") {
+    int e = 0;
+    d = make_record(below, arg_of(s, "log"), &e);
+    if (!d) return *err = "device layer '" + s.text + "': cannot create the log: " + std::strerror(e ? e : EIO), nullptr;
+  }
+  if (!d) *err = "device layer '" + s.text + "' could not be built";
+  return d;
+}
+
 std::string dev_stack::push(const std::vector<dev_layer_spec>& specs) {
   for (const dev_layer_spec& s : specs) {
-    device* below = top();
-    std::unique_ptr<device> d;
-    if (s.name == "faults") {
-      fault_rule r;
-      if (std::string e = faults_rule(s, &r); !e.empty()) return e;
-      auto f = make_faults(below);
-      if (f && !s.args.empty()) f->add_rule(r);
-      d = std::move(f);
-    } else if (s.name == "partition") {
-      uint64_t start = 0, length = 0;
-      (void)parse_u64(arg_of(s, "start"), &start);
-      if (has_arg(s, "length")) (void)parse_u64(arg_of(s, "length"), &length);
-      else length = start <= below->size() ? below->size() - start : 0;
-      d = make_partition(below, start, length);
-      if (!d) return "device layer '" + s.text + "': the window does not fit " + below->name() +
-                     " (" + std::to_string(below->size()) + " bytes) or is not sector-aligned";
-    } else if (s.name == "record") {
-      int err = 0;
-      d = make_record(below, arg_of(s, "log"), &err);
-      if (!d) return "device layer '" + s.text + "': cannot create the log: " + std::strerror(err ? err : EIO);
-    }
-    if (!d) return "device layer '" + s.text + "' could not be built";
+    std::string err;
+    auto d = build(s, top(), &err);
+    if (!d) return err;
     layers_.push_back(std::move(d));
   }
   return {};
+}
+
+std::string dev_stack::build_over(size_t keep, const std::vector<dev_layer_spec>& specs,
+                                  std::vector<std::unique_ptr<device>>* built) const {
+  keep = std::min(keep, layers_.size());
+  built->clear();
+  for (const dev_layer_spec& s : specs) {
+    device* below = !built->empty() ? built->back().get() : keep ? layers_[keep - 1].get() : backend_.get();
+    std::string err;
+    auto d = build(s, below, &err);
+    if (!d) {
+      while (!built->empty()) built->pop_back();  // top first, as the destructor does
+      return err;
+    }
+    built->push_back(std::move(d));
+  }
+  return {};
+}
+
+void dev_stack::replace(size_t keep, std::vector<std::unique_ptr<device>> built,
+                        std::vector<std::unique_ptr<device>>* old) {
+  keep = std::min(keep, layers_.size());
+  for (size_t i = keep; i < layers_.size(); i++) old->push_back(std::move(layers_[i]));
+  layers_.resize(keep);
+  for (auto& d : built) layers_.push_back(std::move(d));
 }
 
 std::vector<device*> dev_stack::members() const {

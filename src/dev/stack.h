@@ -44,12 +44,24 @@ class dev_stack {
   // Stacks the layers of specs over the current top. "" or the message of the first layer that failed
   // (the layers built before it stay).
   std::string push(const std::vector<dev_layer_spec>& specs);
+  // The runtime swap, in two steps (the daemon's set_dev_layers). build_over builds the layers of specs over
+  // the keep-th layer (the backend for 0), beside the layers there now, touching nothing of the stack: on an
+  // error nothing is left built. replace then puts them in place of the layers above the first `keep`,
+  // moving those to *old (bottom first) for the caller to destroy, top first, once nothing is in flight in
+  // them (the device switch over the stack has drained: src/dev/switch.h).
+  std::string build_over(size_t keep, const std::vector<dev_layer_spec>& specs,
+                         std::vector<std::unique_ptr<device>>* built) const;
+  void replace(size_t keep, std::vector<std::unique_ptr<device>> built, std::vector<std::unique_ptr<device>>* old);
+  size_t layer_count() const { return layers_.size(); }
   device* top() const { return layers_.empty() ? backend_.get() : layers_.back().get(); }
   device* backend() const { return backend_.get(); }
   // Bottom first: the backend, then each layer.
   std::vector<device*> members() const;
 
  private:
+  // One layer over below; nullptr and *err on failure.
+  static std::unique_ptr<device> build(const dev_layer_spec& s, device* below, std::string* err);
+
   std::unique_ptr<device> backend_;
   std::vector<std::unique_ptr<device>> layers_;
 };

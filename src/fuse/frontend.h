@@ -145,8 +145,11 @@ void reply_entry(fuse_req_t req, const fuse_entry_param& e);
 bool name_ok(const frontend& f, const char* name, int* err);
 
 // Runs a do_ helper: non-zero return -> fuse_reply_err; exceptions -> ENOMEM/EIO.
+// Each request is counted in the mount's mnt_requests gate for its whole run, reply included: a swap of
+// the layer stack (daemon.cpp) closes the gate, so a request runs wholly on one stack.
 template <class F>
 inline void run(fuse_req_t req, F&& f) noexcept {
+  quiesce_hold counted(&fe(req).mp->mnt_requests);
   int err;
   try {
     err = f();
@@ -160,6 +163,7 @@ inline void run(fuse_req_t req, F&& f) noexcept {
 // The same for requests that take no reply (forget): exceptions are swallowed.
 template <class F>
 inline void run_noreply(fuse_req_t req, F&& f) noexcept {
+  quiesce_hold counted(&fe(req).mp->mnt_requests);
   try {
     f();
   } catch (...) {

@@ -7,6 +7,9 @@
 //                                                 clean and released it (after an unmount)
 //   vnopfs-ctl MOUNTPOINT remount-ro|remount-rw   what mount -o remount,ro|rw does through the helper (the
 //                                                 kernel's mount and the daemon), also for the type fuse
+//   vnopfs-ctl MOUNTPOINT|IMAGE layers SPEC       replaces the VNOP layer stack while mounted (SPEC as for
+//                                                 -o layers=, '+' between layers; "none": no layer)
+//   vnopfs-ctl MOUNTPOINT|IMAGE dev-layers SPEC   replaces the device layers likewise (as -o dev_layers=)
 //   vnopfs-ctl --list                             every running daemon, one JSON line each
 //
 //   /sbin/mount.fuse.vnopfs SOURCE TARGET [-o OPTS] [-s] [-n] [-v] [-t TYPE]
@@ -235,7 +238,8 @@ int umount_helper(int argc, char** argv) {
 }
 
 int usage() {
-  std::fputs("usage: vnopfs-ctl MOUNTPOINT|IMAGE status [--json] | wait | remount-ro | remount-rw\n"
+  std::fputs("usage: vnopfs-ctl MOUNTPOINT|IMAGE status [--json] | wait | remount-ro | remount-rw |\n"
+             "                                  layers SPEC | dev-layers SPEC\n"
              "       vnopfs-ctl --list\n", stderr);
   return 2;
 }
@@ -263,6 +267,13 @@ int main(int argc, char** argv) {
     std::printf("%s on %s: pid %d, %s, %s, %s\n", s.value("image", "?").c_str(), s.value("mountpoint", "?").c_str(),
                 s.value("pid", 0), s.value("state", "?").c_str(), s.value("ro", false) ? "ro" : "rw",
                 s.value("fstype", "?").c_str());
+    if (s.contains("layers") && s["layers"].is_array()) {  // the VNOP stack, top first, down to the table
+      std::string stack;
+      for (auto it = s["layers"].rbegin(); it != s["layers"].rend(); ++it)
+        stack += (stack.empty() ? "" : " over ") + it->get<std::string>();
+      stack += (stack.empty() ? "table " : " over table ") + s.value("table", std::string("?"));
+      std::printf("vnops: %s\n", stack.c_str());
+    }
     if (s.contains("device_stack") && !s["device_stack"].empty()) {  // the backend and the layers over it, top first
       std::string stack;
       for (auto it = s["device_stack"].rbegin(); it != s["device_stack"].rend(); ++it)
@@ -282,6 +293,29 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(x.value("writes", uint64_t{0})),
                     static_cast<unsigned long long>(x.value("errors", uint64_t{0})));
     }
+    return 0;
+  }
+  if (op == "layers" || op == "dev-layers") {
+    if (argc != 4) return usage();
+    std::string spec = argv[3];
+    if (op == "layers") {  // a module path is the daemon's to open, and its cwd is /
+      std::string out, l = spec + "+";
+      for (auto& ch : l) if (ch == ',') ch = '+';
+      for (size_t q = 0, e; (e = l.find('+', q)) != std::string::npos; q = e + 1) {
+        std::string one = l.substr(q, e - q), name = one.substr(0, one.find(':'));
+        if (name.find('/') != std::string::npos || (name.size() > 3 && name.ends_with(".so"))) {
+          std::string a = abs_path(name);  // realpath; a missing file stays relative: the daemon names it
+          char cwd[PATH_MAX];
+          if (a[0] != '/' && ::getcwd(cwd, sizeof cwd)) a = std::string(cwd) + "/" + a;
+          one = a + one.substr(name.size());
+        }
+        if (!one.empty()) out += (out.empty() ? "" : "+") + one;
+      }
+      spec = spec == "none" ? spec : out;
+    }
+    json r;
+    if (std::string e = c.call({{"op", op}, {"spec", spec}}, &r); !e.empty()) return die(e);
+    if (!r.value("ok", false)) return die(r.value("error", op + " refused"));
     return 0;
   }
   if (op == "wait") {

@@ -122,6 +122,9 @@ int vfs_hash_insert(vnode* vp, vnode** existing) {
   for (;;) {
     auto it = mp->mnt_vnodes.find(vp->v_id);
     if (it == mp->mnt_vnodes.end()) {
+      // Created on a table vfs_set_vnops has replaced since: it joins the others on the new one.
+      for (const vnop_table* old : mp->mnt_vnops_retired)
+        if (vp->v_op == old) __atomic_store_n(&vp->v_op, mp->mnt_vnops, __ATOMIC_RELEASE);
       mp->mnt_vnodes.emplace(vp->v_id, vp);
       return 0;
     }
@@ -134,6 +137,25 @@ int vfs_hash_insert(vnode* vp, vnode** existing) {
     *existing = other;
     return 0;
   }
+}
+
+const vnop_table* vfs_vnops(const mount* mp) { return __atomic_load_n(&mp->mnt_vnops, __ATOMIC_ACQUIRE); }
+
+size_t vfs_set_vnops(mount* mp, const vnop_table* t) {
+  std::lock_guard g(mp->mnt_vnode_mutex);
+  const vnop_table* old = mp->mnt_vnops;
+  if (old == t) return 0;
+  mp->mnt_vnops_retired.push_back(old);
+  __atomic_store_n(&mp->mnt_vnops, t, __ATOMIC_RELEASE);
+  size_t n = 0;
+  for (auto& [id, vp] : mp->mnt_vnodes) {
+    // v_op is read without a lock by vnop_dispatch on the mount's own threads: one atomic store, so each
+    // op runs wholly on the old stack or wholly on the new.
+    if (vp->v_op != old) continue;
+    __atomic_store_n(&vp->v_op, t, __ATOMIC_RELEASE);
+    n++;
+  }
+  return n;
 }
 
 void vn_lock_pair(vnode* a, vnode* b) {

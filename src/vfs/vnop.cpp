@@ -111,7 +111,8 @@ int desc_slot(const void* ap) { return (*static_cast<const vnodeop_desc* const*>
 }  // namespace
 
 int vnop_dispatch(const vnode* vp, void* ap) {
-  const vnop_table* t = vp->v_op;
+  // Atomic: vfs_set_vnops may change v_op while a thread of the mount's own (the flusher) dispatches.
+  const vnop_table* t = __atomic_load_n(&vp->v_op, __ATOMIC_ACQUIRE);
   running_scope s(t);
   return t->call(desc_slot(ap), ap);
 }

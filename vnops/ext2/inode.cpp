@@ -71,7 +71,7 @@ int validate_inode(ext2_mount* m, uint32_t ino, const ext2_inode_large& di) {
 // Creates the vnode for ip and puts it in the hash; if another thread got there first, ip is freed and
 // that vnode returned instead.
 int attach_vnode(ext2_mount* m, ext2_inode_info* ip, vnode** vpp) {
-  vnode_param p{vtype_from_mode(ext2_i_mode(ip)), m->m_mp->mnt_vnops, ip, ip->i_ino,
+  vnode_param p{vtype_from_mode(ext2_i_mode(ip)), vfs_vnops(m->m_mp), ip, ip->i_ino,
                 ip->i_ino == EXT2_ROOT_INO ? VROOT : 0u};
   vnode* vp = nullptr;
   if (int err = vnode_create(m->m_mp, p, &vp)) {

@@ -76,4 +76,18 @@ void stats_layer::reset() {
   }
 }
 
+void stats_layer::absorb(const stats_layer& o) {
+  for (size_t i = 0; i < ops_.size(); i++) {
+    op_counters& c = ops_[i];
+    const op_counters& x = o.ops_[i];
+    c.calls.fetch_add(x.calls.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    c.errors.fetch_add(x.errors.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    c.latency_ns.fetch_add(x.latency_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    uint64_t m = x.latency_ns_max.load(std::memory_order_relaxed), cur = c.latency_ns_max.load(std::memory_order_relaxed);
+    while (m > cur && !c.latency_ns_max.compare_exchange_weak(cur, m, std::memory_order_relaxed)) {}
+    for (size_t b = 0; b < c.latency_hist.size(); b++)
+      c.latency_hist[b].fetch_add(x.latency_hist[b].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
 }  // namespace vnopfs

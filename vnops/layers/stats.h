@@ -41,6 +41,9 @@ class stats_layer final : public layer {
   //  "latency_hist_us_log2":[...]}, ...}}: ops never called are left out.
   nlohmann::json to_json() const;
   void reset();
+  // Adds o's counts to this layer's (a stack swapped while mounted keeps one series of counts). An op
+  // that o counts while this runs may be missed: it finished on the old stack after the swap.
+  void absorb(const stats_layer& o);
 
  private:
   static int count(void* ap);  // every slot

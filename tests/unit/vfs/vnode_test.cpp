@@ -105,3 +105,31 @@ TEST_CASE("vn_lock_pair takes two locks in address order", "[vnode]") {
   vnode_put(a);
   vnode_put(b);
 }
+
+namespace {
+vnop_table table2;
+}  // namespace
+
+TEST_CASE("vfs_set_vnops moves every vnode on the old table, and late inserts follow", "[vnode][swap]") {
+  vnop_table_build(&table, "t", {t_inactive, t_reclaim});
+  vnop_table_build(&table2, "t2", {t_inactive, t_reclaim});
+  mount mp;
+  mp.mnt_vnops = &table;
+  vnode *a, *b, *late, *other;
+  REQUIRE(vnode_create(&mp, {vtype::VREG, vfs_vnops(&mp), nullptr, 1}, &a) == 0);
+  REQUIRE(vnode_create(&mp, {vtype::VREG, vfs_vnops(&mp), nullptr, 2}, &b) == 0);
+  REQUIRE(vnode_create(&mp, {vtype::VREG, vfs_vnops(&mp), nullptr, 3}, &late) == 0);  // made before, hashed after
+  REQUIRE(vfs_hash_insert(a, &other) == 0);
+  REQUIRE(vfs_hash_insert(b, &other) == 0);
+  CHECK(vfs_set_vnops(&mp, &table2) == 2);
+  CHECK(vfs_vnops(&mp) == &table2);
+  CHECK(a->v_op == &table2);
+  CHECK(b->v_op == &table2);
+  REQUIRE(vfs_hash_insert(late, &other) == 0);
+  CHECK(late->v_op == &table2);
+  CHECK(vfs_set_vnops(&mp, &table2) == 0);  // no change
+  CHECK(vfs_set_vnops(&mp, &table) == 3);   // and back: the first table is not "retired" for good
+  CHECK(late->v_op == &table);
+  for (vnode* vp : {a, b, late}) vnode_put(vp);
+  CHECK(mp.mnt_vnode_count == 0);
+}
