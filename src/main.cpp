@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
       hooks.remount = [&d](bool ro) { return d.remount(ro); };
       hooks.set_layers = [&d](const std::string& s) { return d.set_layers(s); };
       hooks.set_dev_layers = [&d](const std::string& s) { return d.set_dev_layers(s); };
+      hooks.mirror_add = [&d](const std::string& p) { return d.mirror_add(p); };
+      hooks.mirror_remove = [&d](const std::string& p) { return d.mirror_remove(p); };
       if (std::string e = ctl.start(std::move(hooks)); !e.empty())
         VLOG_WARN("no control socket (vnopfs-ctl and the mount helpers cannot reach this daemon): %s", e.c_str());
       err = d.serve([&ctl] { ctl.detach_hooks(); });

@@ -125,12 +125,19 @@ nlohmann::json control_server::handle(int fd, const nlohmann::json& req) {
     std::string e = hooks_.remount(op == "remount-ro");
     return e.empty() ? nlohmann::json{{"ok", true}} : error_reply(e);
   }
-  if (op == "layers" || op == "dev-layers") {
+  // Ops that take one string argument and answer "" or an error.
+  const std::pair<const char*, const std::function<std::string(const std::string&)>*> one_arg[] = {
+      {"spec", &hooks_.set_layers}, {"spec", &hooks_.set_dev_layers},
+      {"path", &hooks_.mirror_add}, {"path", &hooks_.mirror_remove}};
+  const char* names[] = {"layers", "dev-layers", "mirror-add", "mirror-remove"};
+  for (size_t i = 0; i < 4; i++) {
+    if (op != names[i]) continue;
+    auto [field, hook] = one_arg[i];
     if (!attached_) return error_reply("the daemon is unmounting");
-    if (!req.contains("spec") || !req["spec"].is_string()) return error_reply("op '" + op + "' needs a string 'spec'");
-    auto& hook = op == "layers" ? hooks_.set_layers : hooks_.set_dev_layers;
-    if (!hook) return error_reply("op '" + op + "' is not served here");
-    std::string e = hook(req["spec"].get<std::string>());
+    if (!req.contains(field) || !req[field].is_string())
+      return error_reply("op '" + op + "' needs a string '" + field + "'");
+    if (!*hook) return error_reply("op '" + op + "' is not served here");
+    std::string e = (*hook)(req[field].get<std::string>());
     return e.empty() ? nlohmann::json{{"ok", true}} : error_reply(e);
   }
   return error_reply("unknown op '" + op + "'");

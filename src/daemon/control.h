@@ -20,6 +20,8 @@ struct control_hooks {
   std::function<std::string(bool ro)> remount;  // "" or the error
   std::function<std::string(const std::string& spec)> set_layers;      // "" or the error
   std::function<std::string(const std::string& spec)> set_dev_layers;  // "" or the error
+  std::function<std::string(const std::string& path)> mirror_add;      // "" or the error
+  std::function<std::string(const std::string& path)> mirror_remove;   // "" or the error
 };
 
 class control_server {

@@ -217,29 +217,34 @@ std::string prepare(cfg::options* o, prepared* p) {
 
 fs_daemon::~fs_daemon() = default;
 
+fs_daemon::lock_fds::~lock_fds() {
+  for (int fd : fds) ::close(fd);
+}
+
 fs_daemon::stats_link_hold::~stats_link_hold() {
   if (!path.empty()) ::unlink(path.c_str());
 }
 
+std::unique_ptr<dev::device> fs_daemon::open_backend(const std::string& path, int* err) const {
+  if (o_.dev_backend == cfg::backend::nbd) {
+    dev::nbd_options n;
+    n.readonly = o_.rdonly;
+    return dev::make_nbd_device(path, n, err);
+  }
+  if (o_.dev_backend == cfg::backend::uring) {
+    dev::uring_options u;
+    u.direct = o_.direct;
+    u.readonly = o_.rdonly;
+    return dev::make_uring_device(path, u, err);  // io_uring has no queue of its own to merge in
+  }
+  dev::file_options f;
+  f.direct = o_.direct;
+  f.readonly = o_.rdonly;
+  f.merge_queue = o_.dev_queue_merge;
+  return dev::make_file_device(path, f, err);
+}
+
 std::string fs_daemon::open_device() {
-  auto open_backend = [this](const std::string& path, int* err) -> std::unique_ptr<dev::device> {
-    if (o_.dev_backend == cfg::backend::nbd) {
-      dev::nbd_options n;
-      n.readonly = o_.rdonly;
-      return dev::make_nbd_device(path, n, err);
-    }
-    if (o_.dev_backend == cfg::backend::uring) {
-      dev::uring_options u;
-      u.direct = o_.direct;
-      u.readonly = o_.rdonly;
-      return dev::make_uring_device(path, u, err);  // io_uring has no queue of its own to merge in
-    }
-    dev::file_options f;
-    f.direct = o_.direct;
-    f.readonly = o_.rdonly;
-    f.merge_queue = o_.dev_queue_merge;
-    return dev::make_file_device(path, f, err);
-  };
   int err = 0;
   std::unique_ptr<dev::device> backend;
   if (!o_.mirror.empty()) {
@@ -510,15 +515,24 @@ nlohmann::json fs_daemon::mirror_json() const {
   if (!m) return nullptr;
   nlohmann::json v = nlohmann::json::array();
   size_t live = 0;
+  size_t members = 0;
   for (const dev::mirror_member_status& s : m->status()) {
     live += s.in_service;
-    std::string state = s.in_service ? (s.resynced ? "in sync (resynced at mount)" : "in sync")
+    members += !s.removed;
+    uint64_t size = devices_->backend()->size();
+    std::string state = s.removed ? "removed"
+                        : s.syncing ? "resyncing in the background (" +
+                                          std::to_string(size ? s.sync_bytes * 100 / size : 100) + "%)"
+                        : s.in_service ? (!s.resynced ? "in sync"
+                                          : s.sync_bytes ? "in sync (copied while mounted)"
+                                                         : "in sync (resynced at mount)")
                         : s.error == ESTALE ? "stale (left out of service: read-only mount)"
                                             : std::string("failed (") + dev::io_op_name(s.failed_op) + ": " + errstr(s.error) + ")";
     v.push_back({{"path", s.label}, {"device", s.device}, {"in_service", s.in_service}, {"state", state},
+                 {"syncing", s.syncing}, {"sync_bytes", s.sync_bytes}, {"removed", s.removed},
                  {"events", s.events}, {"reads", s.reads}, {"writes", s.stats.writes}, {"errors", s.stats.errors}});
   }
-  return {{"events", m->events()}, {"in_service", live}, {"degraded", live < v.size()}, {"members", v}};
+  return {{"events", m->events()}, {"in_service", live}, {"degraded", live < members}, {"members", v}};
 }
 
 nlohmann::json fs_daemon::layers_names() const {
@@ -629,6 +643,65 @@ std::string fs_daemon::set_dev_layers(const std::string& spec_in) {
   while (!old.empty()) old.pop_back();  // top first; nothing is in flight in them
   VLOG_INFO("device layers: '%s' -> '%s' (device requests held %.1f ms)", spec.c_str(), dev_layers_now_.c_str(), ms);
   return {};
+}
+
+std::string fs_daemon::serving_mirror(dev::mirror_device** m) const {
+  if (!serving_) return "the daemon is unmounting";
+  *m = devices_ ? dynamic_cast<dev::mirror_device*>(devices_->backend()) : nullptr;
+  return *m ? std::string() : "'" + o_.image + "' is not mounted as a mirror (-o mirror=)";
+}
+
+std::string fs_daemon::mirror_add(const std::string& path_in) {
+  std::lock_guard g(state_mu_);
+  dev::mirror_device* m = nullptr;
+  if (std::string e = serving_mirror(&m); !e.empty()) return e;
+  std::string path = path_in;
+  char abs[PATH_MAX];
+  if (::realpath(path.c_str(), abs)) path = abs;
+  for (const dev::mirror_member_status& s : m->status())
+    if (s.label == path && !s.removed) return "'" + path + "' is already a member of this mirror";
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return "mirror member '" + path + "' is not a regular file (block device members are not supported)";
+  int fd = -1;  // the member is checked and locked like IMAGE (not mounted, not served, not another's)
+  if (std::string e = fuse::preflight_image(&path, o_.rdonly, &fd, 0, nullptr, {}); !e.empty()) return e;
+  int err = 0;
+  dev::mirror_member_spec spec;
+  auto b = open_backend(path, &err);
+  if (!b) {
+    ::close(fd);
+    return "mirror member '" + path + "': cannot open the " + std::string(cfg::backend_name(o_.dev_backend)) +
+           " device: " + errstr(err ? err : EIO);
+  }
+  spec.stack = std::make_unique<dev::dev_stack>(std::move(b));
+  spec.label = path;
+  spec.state_path = path + ".mirror";
+  // add_member wants nothing in flight in the mirror: the switch above holds new requests meanwhile.
+  if (!dev_switch_->suspend(std::chrono::milliseconds(kSwapDrainMs))) {
+    ::close(fd);
+    return "device requests in flight did not complete within " + std::to_string(kSwapDrainMs / 1000) + " s";
+  }
+  std::string e;
+  {
+    std::lock_guard dg(dev_mu_);
+    e = m->add_member(std::move(spec));
+  }
+  dev_switch_->resume(dev_switch_->target());
+  if (!e.empty()) {
+    ::close(fd);
+    return e;
+  }
+  member_locks_.fds.push_back(fd);
+  return {};
+}
+
+std::string fs_daemon::mirror_remove(const std::string& path_in) {
+  std::lock_guard g(state_mu_);
+  dev::mirror_device* m = nullptr;
+  if (std::string e = serving_mirror(&m); !e.empty()) return e;
+  char abs[PATH_MAX];
+  std::string path = ::realpath(path_in.c_str(), abs) ? std::string(abs) : path_in;
+  return m->remove_member(path);
 }
 
 std::string fs_daemon::serve(const std::function<void()>& on_unmounting) {

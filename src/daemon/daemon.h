@@ -27,6 +27,8 @@
 #include "vnops/layers/layer.h"
 #include "vnops/layers/stats.h"
 
+namespace vnopfs::dev { class mirror_device; }
+
 namespace vnopfs::daemon {
 
 // What prepare() did.
@@ -78,9 +80,14 @@ class fs_daemon {
   std::string set_layers(const std::string& spec);
   std::string set_dev_layers(const std::string& spec);
   static constexpr int kSwapDrainMs = 10000;
+  // -o mirror=: a member added while mounted (checked and locked like IMAGE; copied in the background, then
+  // in service: src/dev/mirror.h add_member) or taken out for good. "" or the error (nothing changed).
+  std::string mirror_add(const std::string& path);
+  std::string mirror_remove(const std::string& path);
 
  private:
   std::string open_device();
+  std::unique_ptr<dev::device> open_backend(const std::string& path, int* err) const;  // as -o backend= says
   std::string mount_fs();
   std::string mount_fuse();
   std::string start_stats();
@@ -90,6 +97,7 @@ class fs_daemon {
   nlohmann::json device_names() const;  // the device stack, bottom first (status, stats)
   nlohmann::json layers_names() const;  // the VNOP layers, bottom first (status; caller holds state_mu_)
   nlohmann::json mirror_json() const;   // -o mirror=: the members and their state (null without)
+  std::string serving_mirror(dev::mirror_device** m) const;  // "" and *m, or why not (state_mu_ held)
 
   struct session_destroy {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
@@ -116,6 +124,11 @@ class fs_daemon {
   std::string dev_;           // the FUSE mount's device number "maj:min" (mountinfo), once mounted
   std::mutex state_mu_;       // serving_ and remounts
   bool serving_ = false;      // the session loop runs: remounts allowed
+  struct lock_fds {  // flocks of members added with mirror_add: released after devices_ has stopped
+    std::vector<int> fds;
+    ~lock_fds();
+  };
+  lock_fds member_locks_;
   std::unique_ptr<dev::dev_stack> devices_;  // the backend and the device layers over it (-o dev_layers=)
   std::unique_ptr<dev::switch_device> dev_switch_;  // over devices_: the mount's device (set_dev_layers)
   size_t dev_fixed_ = 0;   // device layers a swap keeps: up to the last partition layer

@@ -25,12 +25,14 @@ struct mirror_device::member {
   device* dev = nullptr;
   std::string label, state_path;
   std::atomic<bool> live{true};
-  std::atomic<uint64_t> inflight{0}, reads{0}, last_read_end{UINT64_MAX};
+  std::atomic<bool> syncing{false};  // added while mounted, being copied: written, not read, not counted
+  std::atomic<uint64_t> inflight{0}, reads{0}, last_read_end{UINT64_MAX}, sync_bytes{0};
   // under state_mu_:
   int error = 0;
   io_op failed_op = io_op::read;
   uint64_t events = 0;
   bool resynced = false;
+  bool removed = false;
   mirror_record rec;
   bool has_rec = false;
 };
@@ -42,7 +44,13 @@ struct mirror_device::op_state {
   std::atomic<uint64_t> min_bytes{UINT64_MAX};
   std::atomic<int> req_err{0};
   uint32_t tried = 0;  // reads: members asked so far
+  bool tracked = false;  // in writes_ (a background copy runs): sync_retire at completion
 };
+
+namespace {
+// A write child to a member being copied (its success counts for nothing): the top bit of child aux.
+constexpr uint64_t kSyncChild = 1ull << 63;
+}  // namespace
 
 namespace {
 
@@ -124,6 +132,7 @@ int write_mirror_record(const std::string& path, const mirror_record& r) {
 
 mirror_device::mirror_device(std::vector<mirror_member_spec> members, const mirror_options& o)
     : o_(o), deferred_(&run_deferred, this) {
+  members_.reserve(kMaxMembers);
   for (auto& s : members) {
     auto m = std::make_unique<member>();
     m->stack = std::move(s.stack);
@@ -132,9 +141,16 @@ mirror_device::mirror_device(std::vector<mirror_member_spec> members, const mirr
     m->state_path = s.state_path;
     members_.push_back(std::move(m));
   }
+  n_.store(members_.size(), std::memory_order_release);
 }
 
 mirror_device::~mirror_device() {
+  {
+    std::lock_guard g(sync_mu_);
+    sync_stop_ = true;
+    sync_cv_.notify_all();
+  }
+  if (sync_thread_.joinable()) sync_thread_.join();  // it releases what it parked
   gate_.wait_idle();  // every request completed, held ones included (the updater released them)
   {
     std::lock_guard lk(state_mu_);
@@ -171,7 +187,7 @@ mirror_device::~mirror_device() {
 
 std::string mirror_device::name() const {
   std::string s = "mirror(";
-  for (size_t i = 0; i < members_.size(); i++) s += (i ? ", " : "") + members_[i]->dev->name();
+  for (size_t i = 0, n = count(); i < n; i++) s += (i ? ", " : "") + members_[i]->dev->name();
   return s + ")";
 }
 
@@ -196,6 +212,9 @@ std::vector<mirror_member_status> mirror_device::status() const {
     s.label = m->label;
     s.device = m->dev->name();
     s.in_service = m->live.load();
+    s.syncing = m->syncing.load();
+    s.sync_bytes = m->sync_bytes.load(std::memory_order_relaxed);
+    s.removed = m->removed;
     s.resynced = m->resynced;
     s.error = m->error;
     s.failed_op = m->failed_op;
@@ -210,53 +229,64 @@ std::vector<mirror_member_status> mirror_device::status() const {
 // ---- I/O
 
 void mirror_device::submit(io_request* r) {
+  const bool in_range = r->op == io_op::flush || (r->offset <= size_ && r->length <= size_ - r->offset);
+  op_state* op = nullptr;
+  if (in_range) {
+    try {
+      op = new op_state;
+      op->parent = r;
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  // While a member is being copied, a write over the chunk in copy waits for it (before it is counted).
+  if (op && (r->op == io_op::write || r->op == io_op::unmap) && sync_active_.load(std::memory_order_acquire) &&
+      sync_admit(r, op))
+    return;
   st_.on_submit(r);
   gate_.enter();
-  if (r->op != io_op::flush && (r->offset > size_ || r->length > size_ - r->offset)) {
+  if (!in_range) {
     DEV_LOG("mirror: %s [%" PRIu64 ", +%" PRIu64 ") beyond the mirror's %" PRIu64 " bytes: EIO", io_op_name(r->op),
             r->offset, r->length, size_);
     return defer(r, EIO);
   }
-  op_state* op;
-  try {
-    op = new op_state;
-  } catch (const std::bad_alloc&) {
-    return defer(r, ENOMEM);
-  }
-  op->parent = r;
+  if (!op) return defer(r, ENOMEM);
   if (r->op == io_op::read) return submit_read(r, op);
 
   boost::container::small_vector<child_request*, 4> kids;
+  auto drop = [&](int err) {
+    for (auto* c : kids) delete c;
+    if (op->tracked) sync_retire(op);
+    delete op;
+    defer(r, err);
+  };
   try {
-    for (size_t i = 0; i < members_.size(); i++) {
-      if (!members_[i]->live.load()) continue;
+    for (size_t i = 0, n = count(); i < n; i++) {
+      bool copying = members_[i]->syncing.load();
+      if (!members_[i]->live.load() && !copying) continue;
       auto* c = child_request::make(r, this, &multi_done);
-      c->aux = i;
+      c->aux = i | (copying ? kSyncChild : 0);
       c->owner = op;
       // The members work in parallel; only the last may use the submitter's thread.
       c->attrs &= ~uint32_t{IO_ATTR_INLINE};
       kids.push_back(c);
     }
   } catch (const std::bad_alloc&) {
-    for (auto* c : kids) delete c;
-    delete op;
-    return defer(r, ENOMEM);
+    return drop(ENOMEM);
   }
-  if (kids.empty()) {
-    delete op;
-    return defer(r, EIO);  // no member in service
-  }
+  bool any_live = false;
+  for (auto* c : kids) any_live |= !(c->aux & kSyncChild);
+  if (!any_live) return drop(EIO);  // no member in service (one being copied cannot answer alone)
   if (r->attrs & IO_ATTR_INLINE) kids.back()->attrs |= IO_ATTR_INLINE;
   op->pending.store(unsigned(kids.size()), std::memory_order_relaxed);
   for (child_request* c : kids) {  // op and c may be gone once submitted
-    member& m = *members_[c->aux];
+    member& m = *members_[c->aux & ~kSyncChild];
     m.inflight.fetch_add(1, std::memory_order_relaxed);
     m.dev->submit(c);
   }
 }
 
 int mirror_device::pick_reader(const io_request* r, uint32_t tried) const {
-  size_t n = members_.size();
+  size_t n = count();
   for (size_t i = 0; i < n; i++)
     if (members_[i]->live.load() && !(tried & (1u << i)) && members_[i]->last_read_end.load() == r->offset)
       return int(i);
@@ -319,12 +349,15 @@ void mirror_device::multi_done(io_request* cr, int err, size_t bytes) {
   auto* c = static_cast<child_request*>(cr);
   auto* self = static_cast<mirror_device*>(c->layer);
   auto* op = static_cast<op_state*>(c->owner);
-  size_t i = size_t(c->aux);
+  bool copying = c->aux & kSyncChild;
+  size_t i = size_t(c->aux & ~kSyncChild);
   io_op o = c->op;
   uint64_t off = c->offset, len = c->length;
   delete c;
   self->members_[i]->inflight.fetch_sub(1, std::memory_order_relaxed);
-  if (!err) {
+  if (copying) {
+    if (err) self->fail_sync(i, err, io_op_name(o));
+  } else if (!err) {
     op->ok.store(true);
     uint64_t cur = op->min_bytes.load();
     while (bytes < cur && !op->min_bytes.compare_exchange_weak(cur, bytes)) {}
@@ -337,6 +370,7 @@ void mirror_device::multi_done(io_request* cr, int err, size_t bytes) {
   io_request* p = op->parent;
   int e = op->ok.load() ? 0 : op->req_err.load() ? op->req_err.load() : EIO;
   size_t b = e ? 0 : size_t(op->min_bytes.load());
+  if (op->tracked) self->sync_retire(op);
   delete op;
   self->complete(p, e, b);
 }
@@ -591,6 +625,213 @@ std::string mirror_device::open() {
   opened_ = true;
   updater_ = std::thread([this] { updater(); });
   return {};
+}
+
+// ---- membership while mounted
+
+bool mirror_device::syncing() const { return sync_active_.load(std::memory_order_acquire); }
+
+bool mirror_device::sync_admit(io_request* r, op_state* op) {
+  std::lock_guard g(sync_mu_);
+  uint64_t lo = r->offset, hi = r->offset + r->length;
+  if (win_set_ && lo < win_hi_ && win_lo_ < hi) {
+    delete op;
+    parked_.push_back(*r);  // submitted again by the copy when its chunk is on the new member
+    return true;
+  }
+  op->tracked = true;
+  writes_.push_back({op, {lo, hi}});
+  return false;
+}
+
+void mirror_device::sync_retire(op_state* op) {
+  std::lock_guard g(sync_mu_);
+  for (size_t k = 0; k < writes_.size(); k++)
+    if (writes_[k].first == op) {
+      writes_[k] = writes_.back();
+      writes_.pop_back();
+      break;
+    }
+  if (win_set_) sync_cv_.notify_all();
+}
+
+void mirror_device::fail_sync(size_t i, int err, const char* what) {
+  std::lock_guard lk(state_mu_);
+  member& m = *members_[i];
+  if (!m.syncing.load()) return;
+  m.syncing.store(false);
+  m.error = err;
+  m.failed_op = io_op::write;
+  DEV_LOG("mirror: member %s failed while being copied (%s: %s): left out of service", m.label.c_str(), what,
+          std::strerror(err));
+}
+
+// The copy of a member added while mounted (add_member): chunk by chunk from a member in service, with the
+// writes over the chunk held back (see mirror.h), then a flush; then it joins.
+void mirror_device::background_sync(size_t to) {
+  member& d = *members_[to];
+  uint64_t chunk = std::max<uint64_t>(o_.resync_chunk / sector_ * sector_, sector_);
+  void* buf = std::aligned_alloc(std::max<uint32_t>(sector_, 4096), chunk);
+  uint64_t t0 = now_ns();
+  std::string from;
+  auto release_window = [&] {
+    req_list out;
+    {
+      std::lock_guard g(sync_mu_);
+      win_set_ = false;
+      out.swap(parked_);
+    }
+    while (!out.empty()) {  // back through submit: admitted now that the window is gone
+      io_request& r = out.front();
+      out.pop_front();
+      submit(&r);
+    }
+  };
+  if (!buf) fail_sync(to, ENOMEM, "copy buffer");
+  for (uint64_t off = 0; buf && off < size_ && d.syncing.load();) {
+    size_t len = size_t(std::min(chunk, size_ - off));
+    {
+      std::unique_lock g(sync_mu_);
+      if (sync_stop_) break;
+      win_lo_ = off;
+      win_hi_ = off + len;
+      win_set_ = true;
+      sync_cv_.wait(g, [&] {
+        if (sync_stop_) return true;
+        for (auto& w : writes_)
+          if (w.second.first < win_hi_ && win_lo_ < w.second.second) return false;
+        return true;
+      });
+      if (sync_stop_) {
+        g.unlock();
+        release_window();
+        break;
+      }
+    }
+    int src = -1;
+    for (size_t i = 0, n = count(); i < n && src < 0; i++)
+      if (members_[i]->live.load()) src = int(i);
+    if (src < 0) {
+      fail_sync(to, EIO, "no member in service to copy from");
+      release_window();
+      break;
+    }
+    member& sm = *members_[size_t(src)];
+    from = sm.label;
+    if (int e = dev_sync_io(*sm.dev, io_op::read, off, buf, len, 0)) {
+      fail_member(size_t(src), e, io_op::read, off, len);  // and the chunk again, from the next one
+      release_window();
+      continue;
+    }
+    if (int e = dev_sync_io(*d.dev, io_op::write, off, buf, len, 0)) fail_sync(to, e, "copy write");
+    release_window();
+    off += len;
+    d.sync_bytes.store(off, std::memory_order_relaxed);
+  }
+  std::free(buf);
+  bool done = d.syncing.load() && d.sync_bytes.load() >= size_;
+  if (done)
+    if (int e = dev_sync_io(*d.dev, io_op::flush, 0, nullptr, 0, 0)) {
+      fail_sync(to, e, "flush");
+      done = false;
+    }
+  {
+    std::lock_guard lk(state_mu_);
+    if (done && d.syncing.load()) {
+      d.syncing.store(false);
+      d.live.store(true);
+      d.resynced = true;
+      in_service_++;
+      membership_gen_++;  // the updater writes every record in service, the new one included, one event on
+      state_cv_.notify_all();
+      double secs = double(now_ns() - t0) / 1e9;
+      DEV_LOG("mirror: member %s copied from %s in the background: %" PRIu64 " MiB in %.2f s (%.0f MiB/s); in "
+              "service, %zu members",
+              d.label.c_str(), from.c_str(), size_ >> 20, secs, secs > 0 ? double(size_ >> 20) / secs : 0.0,
+              in_service_);
+    } else if (d.syncing.load()) {  // stopped by the unmount
+      d.syncing.store(false);
+      DEV_LOG("mirror: the copy of %s stopped at %" PRIu64 " of %" PRIu64 " MiB (unmount): it stays stale",
+              d.label.c_str(), d.sync_bytes.load() >> 20, size_ >> 20);
+    }
+  }
+  std::lock_guard g(sync_mu_);
+  sync_active_.store(false, std::memory_order_release);
+}
+
+std::string mirror_device::add_member(mirror_member_spec spec) {
+  if (o_.readonly) return "mirror: a read-only mount writes no member: remount read-write first";
+  if (sync_active_.load()) return "mirror: a member is already being copied: wait for it (vnopfs-ctl ... status)";
+  if (count() >= kMaxMembers) return "mirror: already " + std::to_string(kMaxMembers) + " members";
+  device* dev = spec.stack->top();
+  if (dev->size() < size_)
+    return "mirror member '" + spec.label + "' has " + std::to_string(dev->size()) + " bytes, the mirror " +
+           std::to_string(size_);
+  if (dev->sector_size() > sector_)
+    return "mirror member '" + spec.label + "' needs " + std::to_string(dev->sector_size()) +
+           "-byte alignment, the mirror's requests have " + std::to_string(sector_);
+  {
+    std::lock_guard lk(state_mu_);
+    for (auto& m : members_)
+      if (m->label == spec.label && !m->removed) return "mirror member '" + spec.label + "' is already a member";
+  }
+  // A restart before the copy is done must find it stale.
+  if (int e = write_mirror_record(spec.state_path, {set_id_, 0, false, spec.label}))
+    return "mirror member '" + spec.label + "': cannot write its state record '" + spec.state_path + "': " + errstr(e);
+  auto m = std::make_unique<member>();
+  m->stack = std::move(spec.stack);
+  m->dev = dev;
+  m->label = spec.label;
+  m->state_path = spec.state_path;
+  m->live.store(false);
+  m->syncing.store(true);
+  size_t i;
+  {
+    std::lock_guard lk(state_mu_);
+    members_.push_back(std::move(m));
+    i = members_.size() - 1;
+    n_.store(members_.size(), std::memory_order_release);
+  }
+  if (sync_thread_.joinable()) sync_thread_.join();  // an earlier copy, finished
+  {
+    std::lock_guard g(sync_mu_);
+    sync_stop_ = false;
+    win_set_ = false;
+    sync_active_.store(true, std::memory_order_release);
+  }
+  DEV_LOG("mirror: member %s added: copying %" PRIu64 " MiB onto it in the background (writes go to it "
+          "already; it serves reads once the copy is done)",
+          members_[i]->label.c_str(), size_ >> 20);
+  sync_thread_ = std::thread([this, i] { background_sync(i); });
+  return {};
+}
+
+std::string mirror_device::remove_member(const std::string& label) {
+  std::lock_guard lk(state_mu_);
+  std::string names;
+  for (auto& mp : members_) {
+    member& m = *mp;
+    if (m.removed) continue;
+    names += (names.empty() ? "'" : ", '") + m.label + "'";
+    if (m.label != label) continue;
+    if (m.syncing.load()) {  // the copy sees it and stops
+      m.syncing.store(false);
+      m.removed = true;
+      DEV_LOG("mirror: member %s removed while being copied: the copy stops", m.label.c_str());
+      return {};
+    }
+    if (m.live.load() && in_service_ == 1) return "mirror member '" + label + "' is the last one in service";
+    if (m.live.load()) {
+      m.live.store(false);
+      in_service_--;
+      membership_gen_++;  // the others' records go one event on: this one is stale from now on
+      state_cv_.notify_all();
+    }
+    m.removed = true;
+    DEV_LOG("mirror: member %s removed: out of service for good, %zu in service", m.label.c_str(), in_service_);
+    return {};
+  }
+  return "no mirror member '" + label + "' (members: " + names + ")";
 }
 
 std::unique_ptr<mirror_device> make_mirror(std::vector<mirror_member_spec> members, const mirror_options& o,

@@ -80,6 +80,9 @@ struct mirror_member_status {
   std::string label;
   std::string device;   // the member's top device name
   bool in_service = true;
+  bool syncing = false;     // added while mounted, being copied in the background (writes go to it already)
+  uint64_t sync_bytes = 0;  // how far the background copy has come
+  bool removed = false;     // taken out with remove_member
   bool resynced = false;  // copied from a current member at open
   int error = 0;          // why it left service
   io_op failed_op = io_op::read;
@@ -110,6 +113,25 @@ class mirror_device final : public device {
   // make_mirror's steps; "" or the message.
   std::string open();
 
+  // ---- membership while mounted (vnopfs-ctl MOUNTPOINT mirror-add | mirror-remove; docs/dev.md)
+  // Adds a member and copies the mirror onto it in the background. The caller guarantees that no request
+  // is in flight in the mirror during the call (the daemon suspends the device switch above it): from then
+  // on every write also goes to the new member, and the copy holds back the writes that overlap the chunk it
+  // is copying (and waits for those in flight there) so that no older copy lands over a newer write. Reads
+  // never go to it, and its writes' success counts for nothing, until the copy and a flush are done; then it
+  // joins the service and the records of every member in service are written at a new event count. Its own
+  // record is written first with events 0: a restart before the end finds it stale. One copy at a time.
+  // "" or the message (nothing changed): too many members, too small, a copy running, a record that cannot
+  // be written. A copy that fails (the new member's write fails, or no member is left to read from) logs it
+  // and leaves the member out of service.
+  std::string add_member(mirror_member_spec spec);
+  // Takes a member out of service for good (the copy, if it is the one being copied, stops); the records of
+  // the others go one event further, so it is stale from now on. Refused for the last member in service.
+  // "" or the message.
+  std::string remove_member(const std::string& label);
+  // True while a background copy runs.
+  bool syncing() const;
+
  private:
   struct op_state;
   void submit_read(io_request* r, op_state* op);
@@ -119,11 +141,23 @@ class mirror_device final : public device {
   void defer(io_request* r, int err);
   void updater();
   std::string resync(size_t from, size_t to, int* target_error);  // *target_error: the copy could not be written
+  void background_sync(size_t to);
+  // Background copy: writes overlapping the chunk being copied wait; the copy waits for the writes in flight
+  // over it. Both under sync_mu_. True when r was parked (submit returns at once).
+  bool sync_admit(io_request* r, op_state* op);
+  void sync_retire(op_state* op);
+  void fail_sync(size_t i, int err, const char* what);
+  size_t count() const { return n_.load(std::memory_order_acquire); }
   static void read_done(io_request* c, int err, size_t bytes);
   static void multi_done(io_request* c, int err, size_t bytes);
   static void run_deferred(void* ctx, io_request* r);
 
+  // Capacity reserved for kMaxMembers at construction, so add_member's push_back never moves the vector:
+  // I/O paths read members_[i] for i < count() without a lock; the vector itself changes only under
+  // state_mu_.
+  static constexpr size_t kMaxMembers = 32;
   std::vector<std::unique_ptr<member>> members_;
+  std::atomic<size_t> n_{0};
   const mirror_options o_;
   uint64_t size_ = 0;
   uint32_t sector_ = 512;
@@ -141,6 +175,17 @@ class mirror_device final : public device {
   bool stop_ = false;
   bool opened_ = false;
   std::thread updater_;
+
+  // The background copy (add_member).
+  std::atomic<bool> sync_active_{false};  // a member is being copied: writes are checked against the chunk
+  mutable std::mutex sync_mu_;            // below
+  std::condition_variable sync_cv_;
+  bool win_set_ = false;
+  uint64_t win_lo_ = 0, win_hi_ = 0;       // the chunk being copied
+  req_list parked_;                        // writes over it, until it is done
+  std::vector<std::pair<op_state*, std::pair<uint64_t, uint64_t>>> writes_;  // tracked writes in flight
+  bool sync_stop_ = false;
+  std::thread sync_thread_;
 
   inflight_gate gate_;
   deferred_queue deferred_;

@@ -10,6 +10,8 @@
 //   vnopfs-ctl MOUNTPOINT|IMAGE layers SPEC       replaces the VNOP layer stack while mounted (SPEC as for
 //                                                 -o layers=, '+' between layers; "none": no layer)
 //   vnopfs-ctl MOUNTPOINT|IMAGE dev-layers SPEC   replaces the device layers likewise (as -o dev_layers=)
+//   vnopfs-ctl MOUNTPOINT|IMAGE mirror-add FILE   adds a mirror member, copied in the background
+//   vnopfs-ctl MOUNTPOINT|IMAGE mirror-remove FILE   takes a member out of service for good
 //   vnopfs-ctl --list                             every running daemon, one JSON line each
 //
 //   /sbin/mount.fuse.vnopfs SOURCE TARGET [-o OPTS] [-s] [-n] [-v] [-t TYPE]
@@ -56,6 +58,13 @@ std::string abs_path(const std::string& p) {
   return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
 }
 
+// Absolute even when the file does not exist (realpath fails then): the daemon's cwd is not ours.
+std::string abs_any(const std::string& p) {
+  std::string a = abs_path(p);
+  char cwd[PATH_MAX];
+  if (!a.empty() && a[0] != '/' && ::getcwd(cwd, sizeof cwd)) a = std::string(cwd) + "/" + a;
+  return a;
+}
 std::vector<std::string> split_opts(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
@@ -239,7 +248,7 @@ int umount_helper(int argc, char** argv) {
 
 int usage() {
   std::fputs("usage: vnopfs-ctl MOUNTPOINT|IMAGE status [--json] | wait | remount-ro | remount-rw |\n"
-             "                                  layers SPEC | dev-layers SPEC\n"
+             "                                  layers SPEC | dev-layers SPEC | mirror-add FILE | mirror-remove FILE\n"
              "       vnopfs-ctl --list\n", stderr);
   return 2;
 }
@@ -282,9 +291,17 @@ int main(int argc, char** argv) {
     }
     if (s.contains("mirror") && s["mirror"].is_object()) {  // -o mirror=: each member and its state
       auto& m = s["mirror"];
-      size_t n = m["members"].size(), live = m.value("in_service", size_t{0});
+      size_t n = 0, copying = 0, live = m.value("in_service", size_t{0});
+      for (auto& x : m["members"]) {  // removed ones are listed, not counted
+        n += !x.value("removed", false);
+        copying += x.value("syncing", false);
+      }
       std::printf("mirror: %zu members, %s, events %llu\n", n,
-                  live == n ? "in sync" : live ? ("DEGRADED (" + std::to_string(live) + " in service)").c_str() : "FAILED (no member in service)",
+                  live == n ? "in sync"
+                  : live && live + copying == n ? ("RESYNCING (" + std::to_string(live) + " in service, " +
+                                                   std::to_string(copying) + " being copied)").c_str()
+                  : live ? ("DEGRADED (" + std::to_string(live) + " in service)").c_str()
+                         : "FAILED (no member in service)",
                   static_cast<unsigned long long>(m.value("events", uint64_t{0})));
       for (auto& x : m["members"])
         std::printf("  %s: %s, events %llu, %llu reads, %llu writes, %llu errors\n", x.value("path", "?").c_str(),
@@ -304,10 +321,7 @@ int main(int argc, char** argv) {
       for (size_t q = 0, e; (e = l.find('+', q)) != std::string::npos; q = e + 1) {
         std::string one = l.substr(q, e - q), name = one.substr(0, one.find(':'));
         if (name.find('/') != std::string::npos || (name.size() > 3 && name.ends_with(".so"))) {
-          std::string a = abs_path(name);  // realpath; a missing file stays relative: the daemon names it
-          char cwd[PATH_MAX];
-          if (a[0] != '/' && ::getcwd(cwd, sizeof cwd)) a = std::string(cwd) + "/" + a;
-          one = a + one.substr(name.size());
+          one = abs_any(name) + one.substr(name.size());
         }
         if (!one.empty()) out += (out.empty() ? "" : "+") + one;
       }
@@ -315,6 +329,13 @@ int main(int argc, char** argv) {
     }
     json r;
     if (std::string e = c.call({{"op", op}, {"spec", spec}}, &r); !e.empty()) return die(e);
+    if (!r.value("ok", false)) return die(r.value("error", op + " refused"));
+    return 0;
+  }
+  if (op == "mirror-add" || op == "mirror-remove") {
+    if (argc != 4) return usage();
+    json r;
+    if (std::string e = c.call({{"op", op}, {"path", abs_any(argv[3])}}, &r); !e.empty()) return die(e);
     if (!r.value("ok", false)) return die(r.value("error", op + " refused"));
     return 0;
   }

@@ -34,36 +34,23 @@ size=24m
 fsync=8
 JOB
 } >"$T/verify.fio"
-: >"$T/fio.runs"
-(
-  while [ ! -e "$T/stop" ]; do
-    n=$(wc -l <"$T/fio.runs")
-    (cd "$T" && fio --output="$T/fio.$n.out" "$T/verify.fio") || { echo "fio run $n failed" >"$T/fio.failed"; exit 1; }
-    grep -q 'err=[ ]*[1-9]\|verify:.*bad' "$T/fio.$n.out" && { echo "fio run $n reported errors" >"$T/fio.failed"; exit 1; }
-    echo "$n" >>"$T/fio.runs"
-  done
-) &
-FIO_LOOP=$!
-ON_EXIT+=("touch '$T/stop'; kill $FIO_LOOP 2>/dev/null; wait $FIO_LOOP 2>/dev/null")
+fio_loop_start "$T/verify.fio"
 
 vnop_specs=("trace+stats" "stats" "none" "delay:op=write:us=200" "trace" "sync+stats" "")
 dev_specs=("faults" "record:log=$T/rec.log" "none" "faults+record:log=$T/rec2.log" "faults:op=read:action=delay:us=300" "")
 swaps=0
 start=$(date +%s)
 while [ $(( $(date +%s) - start )) -lt 20 ] || [ "$(wc -l <"$T/fio.runs")" -lt 2 ]; do
-  [ -e "$T/fio.failed" ] && break
+  [ -e "$T/fio.failed" ] && break  # fio_loop_stop reports it
   [ $(( $(date +%s) - start )) -gt 240 ] && fail "fio did not finish two runs in 240 s"
   swap layers "${vnop_specs[$((swaps % ${#vnop_specs[@]}))]}"
   swap dev-layers "${dev_specs[$((swaps % ${#dev_specs[@]}))]}"
   swaps=$((swaps + 1))
   sleep 0.3
 done
-touch "$T/stop"
-wait $FIO_LOOP || true
-[ -e "$T/fio.failed" ] && { tail -30 "$T"/fio.*.out; fail "$(cat "$T/fio.failed") while the stacks were being swapped"; }
-runs=$(wc -l <"$T/fio.runs")
-[ "$runs" -ge 2 ] || fail "only $runs fio runs completed"
-log "ok: $swaps VNOP and $swaps device stack swaps under $runs verified fio runs"
+fio_loop_stop "while the stacks were being swapped"
+[ "$FIO_RUNS" -ge 2 ] || fail "only $FIO_RUNS fio runs completed"
+log "ok: $swaps VNOP and $swaps device stack swaps under $FIO_RUNS verified fio runs"
 grep -q "layers: '.*' -> '" "$T/daemon.log" || fail "the daemon logged no swap"
 
 # 2. The new stack is the one that runs.

@@ -143,6 +143,32 @@ run_fio() {
   return 0
 }
 
+# fio_loop_start JOBFILE: runs the job again and again in the background (outputs $T/fio.N.out, one line per
+# clean run in $T/fio.runs) until fio_loop_stop; a run that fails or reports an error stops the loop.
+# fio_loop_stop WHAT: ends the loop after its current run and fails the case naming WHAT if a run failed;
+# FIO_RUNS is then the number of clean runs.
+fio_loop_start() {
+  local job=$1
+  : >"$T/fio.runs"
+  rm -f "$T/fio.stop" "$T/fio.failed"
+  (
+    while [ ! -e "$T/fio.stop" ]; do
+      n=$(wc -l <"$T/fio.runs")
+      (cd "$T" && fio --output="$T/fio.$n.out" "$job") || { echo "fio run $n failed" >"$T/fio.failed"; exit 1; }
+      grep -q 'err=[ ]*[1-9]\|verify:.*bad' "$T/fio.$n.out" && { echo "fio run $n reported errors" >"$T/fio.failed"; exit 1; }
+      echo "$n" >>"$T/fio.runs"
+    done
+  ) &
+  FIO_LOOP=$!
+  ON_EXIT+=("touch '$T/fio.stop'; kill $FIO_LOOP 2>/dev/null; wait $FIO_LOOP 2>/dev/null")
+}
+fio_loop_stop() {
+  touch "$T/fio.stop"
+  wait "$FIO_LOOP" || true
+  [ -e "$T/fio.failed" ] && { tail -30 "$T"/fio.*.out; fail "$(cat "$T/fio.failed") $1"; }
+  FIO_RUNS=$(wc -l <"$T/fio.runs")
+}
+
 check_image() {
   local out
   if ! out=$(e2fsck -fn "$IMG" 2>&1); then

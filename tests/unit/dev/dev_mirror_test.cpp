@@ -8,6 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <random>
+#include <thread>
+
 #include "dev_fixture.h"
 #include "src/dev/mirror.h"
 #include "src/dev/stack.h"
@@ -351,4 +354,146 @@ TEST_CASE("mirror: a stale member is refused or resynced at the next open", "[de
   REQUIRE(write_mirror_record(f.paths[1] + ".mirror", r) == 0);
   CHECK(!open_files(f, mirror_stale::resync, &msg));
   CHECK(msg.find("belongs to another mirror") != std::string::npos);
+}
+
+// ---- membership while mounted: add_member copies in the background under writers, remove_member
+
+namespace {
+
+// A mem member (under a pass-through faults layer) for add_member, its record in dir.
+mirror_member_spec mem_member(const std::string& dir, const std::string& label, mem_device** mem,
+                              faults_device** faults = nullptr) {
+  mem_options o;
+  o.size = kSize;
+  auto st = std::make_unique<dev_stack>(make_mem_device(o));
+  *mem = static_cast<mem_device*>(st->backend());
+  std::vector<dev_layer_spec> specs;
+  REQUIRE(parse_dev_layers("faults", &specs) == "");
+  REQUIRE(st->push(specs) == "");
+  if (faults) *faults = static_cast<faults_device*>(st->top());
+  mirror_member_spec sp;
+  sp.stack = std::move(st);
+  sp.label = label;
+  sp.state_path = dir + "/" + label + ".mirror";
+  return sp;
+}
+
+bool same_bytes(mem_device* a, mem_device* b) {
+  std::vector<char> x(kSize), y(kSize);
+  a->peek(0, x.data(), kSize);
+  b->peek(0, y.data(), kSize);
+  return x == y;
+}
+
+}  // namespace
+
+TEST_CASE("mirror: a member added under writers is copied in the background and ends equal", "[dev][mirror][add]") {
+  mset s = make_mem_set(2);
+  REQUIRE(s.m);
+  std::string dir = s.recs[0].substr(0, s.recs[0].rfind('/'));
+  // Writers rewrite random blocks with (offset, version) records the whole time, synchronously.
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> errors{0}, writes{0};
+  auto writer = [&](int w) {
+    std::mt19937_64 rng(w);
+    abuf buf(8192);
+    for (uint64_t v = 1; !stop.load(); v++) {
+      uint64_t off = (rng() % (kSize / 4096 - 1)) * 4096;  // some writes straddle chunk edges
+      size_t len = rng() % 2 ? 4096 : 8192;
+      for (size_t i = 0; i < len; i += 16) {
+        uint64_t o = off + i;
+        std::memcpy(buf.data() + i, &o, 8);
+        std::memcpy(buf.data() + i + 8, &v, 8);
+      }
+      if (dev_sync_io(*s.m, io_op::write, off, buf.data(), len, 0)) errors++;
+      writes++;
+    }
+  };
+  std::vector<std::thread> ws;
+  for (int w = 0; w < 3; w++) ws.emplace_back(writer, w);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  mem_device* added = nullptr;
+  // add_member's precondition (nothing in flight) is the caller's: the daemon suspends its device switch.
+  // Here the writers pause around the call instead.
+  stop = true;
+  for (auto& t : ws) t.join();
+  ws.clear();
+  stop = false;
+  REQUIRE(s.m->add_member(mem_member(dir, "m2", &added)) == "");
+  CHECK(s.m->add_member(mem_member(dir, "m3", &added)) != "");  // one copy at a time
+  for (int w = 0; w < 3; w++) ws.emplace_back(writer, w + 10);
+  for (int i = 0; i < 400 && s.m->syncing(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_FALSE(s.m->syncing());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // writes after the join reach it too
+  stop = true;
+  for (auto& t : ws) t.join();
+  INFO(writes.load() << " writes");
+  CHECK(errors.load() == 0);
+  auto st = s.m->status();
+  REQUIRE(st.size() == 3);
+  CHECK(st[2].in_service);
+  CHECK(st[2].resynced);
+  CHECK_FALSE(st[2].syncing);
+  REQUIRE(dev_sync_io(*s.m, io_op::flush, 0, nullptr, 0) == 0);
+  CHECK(same_bytes(s.mem[0], s.mem[1]));
+  mem_device* m2 = static_cast<mem_device*>(s.m->member_stack(2)->backend());
+  CHECK(same_bytes(s.mem[0], m2));
+  // Its record joined the others' event count (the updater writes it when the member joins).
+  mirror_record r0, r2;
+  for (int i = 0; i < 100; i++) {
+    REQUIRE(read_mirror_record(s.recs[0], &r0) == 0);
+    REQUIRE(read_mirror_record(dir + "/m2.mirror", &r2) == 0);
+    if (r2.events == r0.events) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(r2.events == r0.events);
+  CHECK(r2.events > 0);
+
+  // Removing: refused for an unknown name and for the last member in service; a removed member is stale.
+  CHECK(s.m->remove_member("nope").find("no mirror member 'nope'") == 0);
+  REQUIRE(s.m->remove_member("m1") == "");
+  REQUIRE(s.m->remove_member("m0") == "");
+  CHECK(s.m->remove_member("m2") == "mirror member 'm2' is the last one in service");
+  abuf z(4096, 'z');
+  REQUIRE(dev_sync_io(*s.m, io_op::write, 0, z.data(), 4096, 0) == 0);
+  std::vector<char> back(4096);
+  m2->peek(0, back.data(), 4096);
+  CHECK(back[0] == 'z');
+  s.mem[0]->peek(0, back.data(), 4096);
+  CHECK(back[0] != 'z');  // removed: no longer written
+  mirror_record r1;
+  for (int i = 0; i < 100; i++) {
+    REQUIRE(read_mirror_record(dir + "/m2.mirror", &r2) == 0);
+    REQUIRE(read_mirror_record(s.recs[1], &r1) == 0);
+    if (r2.events > r1.events) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(r2.events > r1.events);  // m1 is behind: stale at the next open
+}
+
+TEST_CASE("mirror: a member that fails while being copied stays out of service, nothing else notices",
+          "[dev][mirror][add]") {
+  mset s = make_mem_set(2);
+  REQUIRE(s.m);
+  std::string dir = s.recs[0].substr(0, s.recs[0].rfind('/'));
+  mem_device* added = nullptr;
+  faults_device* f = nullptr;
+  auto spec = mem_member(dir, "bad", &added, &f);
+  fault_rule r;
+  r.ops = op_bit(io_op::write);
+  r.error = EIO;
+  f->add_rule(r);
+  REQUIRE(s.m->add_member(std::move(spec)) == "");
+  abuf buf(4096, 'q');
+  for (int i = 0; i < 20; i++) REQUIRE(dev_sync_io(*s.m, io_op::write, uint64_t(i) * 4096, buf.data(), 4096, 0) == 0);
+  for (int i = 0; i < 400 && s.m->syncing(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_FALSE(s.m->syncing());
+  auto st = s.m->status();
+  REQUIRE(st.size() == 3);
+  CHECK_FALSE(st[2].in_service);
+  CHECK(st[2].error == EIO);
+  CHECK(s.m->in_service() == 2);
+  mirror_record rec;
+  REQUIRE(read_mirror_record(dir + "/bad.mirror", &rec) == 0);
+  CHECK(rec.events == 0);  // stale: never current
 }
