@@ -419,8 +419,16 @@ TEST_CASE("mirror: a member added under writers is copied in the background and 
   for (auto& t : ws) t.join();
   ws.clear();
   stop = false;
-  REQUIRE(s.m->add_member(mem_member(dir, "m2", &added)) == "");
-  CHECK(s.m->add_member(mem_member(dir, "m3", &added)) != "");  // one copy at a time
+  faults_device* slow = nullptr;
+  auto spec = mem_member(dir, "m2", &added, &slow);
+  fault_rule d;  // every write to the new member takes 30 ms: the copy is still running at the second add
+  d.action = fault_action::delay;
+  d.ops = op_bit(io_op::write);
+  d.delay_ns = 30'000'000;
+  slow->add_rule(d);
+  REQUIRE(s.m->add_member(std::move(spec)) == "");
+  mem_device* other = nullptr;
+  CHECK(s.m->add_member(mem_member(dir, "m3", &other)) != "");  // one copy at a time
   for (int w = 0; w < 3; w++) ws.emplace_back(writer, w + 10);
   for (int i = 0; i < 400 && s.m->syncing(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK_FALSE(s.m->syncing());
