@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -558,6 +559,15 @@ int vfs_unmount_ext2(mount* mp, bool force, const vfs_context&) {
   // logs it and keeps the inode in m_lost_writes; the sync above has returned the error.
   bufcache_release_holds(mp);
   vfs_reclaim_idle(mp);
+  // An idle vnode the flusher holds for the length of a push is reclaimed once that push ends.
+  for (int i = 0; i < 500 && vfs_busy_vnodes(mp) == 0; i++) {
+    {
+      std::lock_guard g(mp->mnt_vnode_mutex);
+      if (mp->mnt_vnodes.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    vfs_reclaim_idle(mp);
+  }
   if (m->m_mounted_rw) {
     {
       std::lock_guard g(m->m_sb_lock);
