@@ -441,6 +441,7 @@ void invalidate_locked(bufcache* c, buf* bp) {
   bp->b_lflags.fetch_and(~uint32_t{BL_RAHEAD}, std::memory_order_relaxed);
   bp->b_error = 0;
   bp->b_wfails = 0;
+  bp->b_wfail_ms = 0;
   bp->b_blkno = BUF_UNMAPPED;
   bp->b_fsprivate = nullptr;
 }
@@ -892,7 +893,14 @@ static void write_done_locked(bufcache* c, buf* bp, int error) {
   setf(bp, B_ERROR);
   if (vb == nullptr) return;
   vb->error = EIO;
-  if (++bp->b_wfails < c->cfg.max_write_retries) {
+  // Failures closer together than the retry interval count once (bufcache_config): a burst of fsyncs or
+  // last-reference write-backs is one retry, not all of them.
+  const uint64_t t = now_ms();
+  if (bp->b_wfails == 0 || t - bp->b_wfail_ms >= c->cfg.write_retry_interval_ms) {
+    bp->b_wfails++;
+    bp->b_wfail_ms = t;
+  }
+  if (bp->b_wfails < c->cfg.max_write_retries) {
     set_failed_locked(c, bp, true);
     markdirty_locked(c, bp);
     return;

@@ -109,7 +109,8 @@ struct buf {
   list_hook b_freelist;       // [M] the queue its BL_Q bits name (maybe while busy: lazy removal); headers: hdr_free
   list_hook b_vnbufs;         // [M] b_vb->clean or b_vb->dirty
   std::atomic<uint32_t> b_lflags{0};  // CAS: busy, wanted, ref, rahead; BL_Q bits only under [M]
-  uint32_t b_wfails = 0;         // [M] consecutive failed writes of this data
+  uint32_t b_wfails = 0;         // [M] failed writes of this data, counted write_retry_interval_ms apart
+  uint64_t b_wfail_ms = 0;       // [M] when the last counted failure was
   uint64_t b_timestamp_ms = 0;   // [M] when it became dirty
   uint64_t b_dirtyseq = 0;       // [M] bufcache::dirty_seq when it became dirty (flush-with-wait bound)
   std::atomic<uint32_t> b_flags{0};  // owner (busy holder) or [M]

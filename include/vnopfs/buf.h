@@ -31,7 +31,8 @@
 // - buf_bread: EIO (device) or the strategy's error; no half-valid buffer stays behind (invalidated).
 // - Writes nobody waits for (bdwrite, bawrite, flusher): a failed write leaves the data dirty (retried by
 //   the next push) and records EIO on the vnode; the next buf_flushdirtyblks/cluster_push with a wait, and
-//   so the next VNOP_FSYNC of that vnode, returns EIO. After max_write_retries (bufcache_config) failures a buffer is dropped
+//   so the next VNOP_FSYNC of that vnode, returns EIO. After max_write_retries (bufcache_config) failures
+//   (failures closer together than write_retry_interval_ms count once) a buffer is dropped
 //   and the vnode's error becomes sticky: every later fsync returns EIO (the data is lost; we never say it
 //   is safe).
 // - Failed writes keep their vnode (FreeBSD keeps B_DELWRI buffers on their vnode, whose hold count keeps it
@@ -150,6 +151,11 @@ struct bufcache_config {
   uint32_t flush_age_ms = 30000;        // the flusher writes delayed buffers older than this
   uint32_t flusher_period_ms = 1000;
   uint32_t max_write_retries = 3;       // failed writes of one buffer before its data is dropped (buf.h Errors)
+  // Failures of one buffer less than this apart count once toward max_write_retries: a burst of fsyncs,
+  // or the write-back of each last reference, must not use up in milliseconds the retries meant to wait
+  // for a device to come back (with the defaults the flusher's retries, flush_age_ms apart, drop the data
+  // after about a minute). 0: every failure counts.
+  uint32_t write_retry_interval_ms = 5000;
   // cluster layer
   uint32_t max_io_bytes = 1u << 20;     // largest single device I/O; a full write cluster is pushed at once
   uint32_t clusters_per_vnode = 8;      // write-behind clusters tracked per vnode before going sparse
