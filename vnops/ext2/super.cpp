@@ -559,8 +559,9 @@ int vfs_unmount_ext2(mount* mp, bool force, const vfs_context&) {
   // logs it and keeps the inode in m_lost_writes; the sync above has returned the error.
   bufcache_release_holds(mp);
   vfs_reclaim_idle(mp);
-  // An idle vnode the flusher holds for the length of a push is reclaimed once that push ends.
-  for (int i = 0; i < 500 && vfs_busy_vnodes(mp) == 0; i++) {
+  // The flusher holds vnodes for the length of a pass (an iocount on one in use, a hold on an idle one):
+  // they go when it puts them. Waited for up to 5 s; a vnode still referenced then is a caller's (EBUSY).
+  for (int i = 0; i < 500; i++) {
     {
       std::lock_guard g(mp->mnt_vnode_mutex);
       if (mp->mnt_vnodes.empty()) break;
