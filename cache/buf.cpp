@@ -159,16 +159,18 @@ int bufcache_destroy(mount* mp) {
   if (c == nullptr) return 0;
   int first = 0;
   // Data before the metadata that points to it (docs/design.md, "Durability without a journal"), then the device vnode.
-  std::vector<vnode*> vps;
+  std::vector<taken_vnode> vps;
   {
     std::lock_guard g(c->mtx);
-    for (auto& vb : c->vnodes)
-      if (vb.vp != c->devvp && !vb.dirty.empty() && vnode_tryget_locked(vb.vp)) vps.push_back(vb.vp);
+    for (auto& vb : c->vnodes) {
+      if (vb.vp == c->devvp || vb.dirty.empty()) continue;
+      if (vnode_take how = vnode_tryget_locked(vb.vp); how != vnode_take::None) vps.push_back({vb.vp, how});
+    }
   }
-  for (vnode* vp : vps) {
+  for (auto [vp, how] : vps) {
     int e = buf_flushdirtyblks(vp, MNT_WAIT);
     if (!first) first = e;
-    vnode_put(vp);
+    vnode_untake(vp, how);
   }
   int e = buf_flushdirtyblks(c->devvp, MNT_WAIT);
   if (!first) first = e;
@@ -209,6 +211,7 @@ bufcache_stats bufcache_getstats(const mount* mp) {
     std::lock_guard g(c->mtx);
     s.dirty = c->ndirty.load(std::memory_order_relaxed);
     s.dirty_max = c->dirty_max;
+    s.failed = c->nfailed.load(std::memory_order_relaxed);
     // Counted here rather than at every CAS: a shared counter on the hit path would be the cache-wide
     // cache line the shards exist to avoid. O(buffers), for a statistics call.
     for (size_t i = 0; i < c->nbufs; i++)
@@ -226,6 +229,7 @@ bufcache_stats bufcache_getstats(const mount* mp) {
   s.read_errors = ld(c->n.read_errors);
   s.write_errors = ld(c->n.write_errors);
   s.dropped_dirty = ld(c->n.dropped_dirty);
+  s.failed_throttle = ld(c->n.failed_throttle);
   s.readahead_issued = ld(c->n.readahead_issued);
   s.readahead_used = ld(c->n.readahead_used);
   s.cluster_pushes = ld(c->n.cluster_pushes);
@@ -369,6 +373,32 @@ static void ndirty_add_locked(bufcache* c, vnode_bufs* vb, bool on) {
   if (n < c->highwater) free_notify_locked(c);
 }
 
+// B_LOCKED (kept dirty after a failed write) and the counts beside it change only here. The first failed
+// buffer of a file vnode makes the cache hold the vnode (vnode_hold), the last one's end (written, dropped
+// after its retries, or invalidated) lets it go: a vnode is never reclaimed with data whose write failed
+// and that may still be retried (buf.h, "Errors"). The device vnode lives until unmount and is not held.
+// vnode_hold/vnode_drop take the mount's vnode mutex (a leaf after [M]) and never reclaim. L.
+static void set_failed_locked(bufcache* c, buf* bp, bool failed) {
+  if (has(bp, B_LOCKED) == failed) return;
+  vnode_bufs* vb = bp->b_vb;
+  if (failed) {
+    setf(bp, B_LOCKED);
+    c->nfailed.fetch_add(1, std::memory_order_relaxed);
+    if (vb->nfailed++ == 0 && !vb->held && !(vb->vp->v_flag & VSYSTEM) && !c->holds_released) {
+      vnode_hold(vb->vp);
+      vb->held = true;
+    }
+    return;
+  }
+  clrf(bp, B_LOCKED);
+  c->nfailed.fetch_sub(1, std::memory_order_relaxed);
+  if (--vb->nfailed == 0 && vb->held) {
+    vb->held = false;
+    vnode_drop(vb->vp);
+  }
+  if (c->nfailed < c->highwater) free_notify_locked(c);  // a writer refused or waiting may go on
+}
+
 void markdirty_locked(bufcache* c, buf* bp) {
   if (has(bp, B_DELWRI)) return;
   setf(bp, B_DELWRI);
@@ -391,6 +421,7 @@ void markclean_locked(bufcache* c, buf* bp) {
 
 // Takes the identity away from a busy buffer: out of the hash and its vnode's lists.
 void invalidate_locked(bufcache* c, buf* bp) {
+  if (bp->b_vb) set_failed_locked(c, bp, false);
   if (bp->b_hash.is_linked()) {
     auto& sh = shard_of(c, bp->b_vp, bp->b_lblkno);
     std::lock_guard gs(sh.mtx);
@@ -410,6 +441,7 @@ void invalidate_locked(bufcache* c, buf* bp) {
   bp->b_lflags.fetch_and(~uint32_t{BL_RAHEAD}, std::memory_order_relaxed);
   bp->b_error = 0;
   bp->b_wfails = 0;
+  bp->b_wfail_ms = 0;
   bp->b_blkno = BUF_UNMAPPED;
   bp->b_fsprivate = nullptr;
 }
@@ -653,6 +685,12 @@ size_t getblk_run(bufcache* c, vnode* vp, daddr64_t lbn, size_t n, int flags, bu
     buf* bp = getnewbuf_locked(c);
     if (bp == nullptr) {
       if (k > 0) break;
+      // No clean buffer, and failed writes fill the dirty allowance: the flusher's retries would not free
+      // one while the device refuses them. The writer gets EIO (cluster_write) instead of waiting.
+      if (c->nfailed >= c->highwater) {
+        c->n.failed_throttle.fetch_add(1, std::memory_order_relaxed);
+        return 0;
+      }
       throttle_wait_locked(c, g);
       continue;
     }
@@ -845,7 +883,8 @@ static void write_done_locked(bufcache* c, buf* bp, int error) {
   vnode_bufs* vb = bp->b_vb;
   if (error == 0) {
     bp->b_wfails = 0;
-    clrf(bp, B_LOCKED | B_ERROR);
+    if (vb) set_failed_locked(c, bp, false);
+    clrf(bp, B_ERROR);
     bp->b_error = 0;
     return;
   }
@@ -854,8 +893,15 @@ static void write_done_locked(bufcache* c, buf* bp, int error) {
   setf(bp, B_ERROR);
   if (vb == nullptr) return;
   vb->error = EIO;
-  if (++bp->b_wfails < c->cfg.max_write_retries) {
-    setf(bp, B_LOCKED);
+  // Failures closer together than the retry interval count once (bufcache_config): a burst of fsyncs or
+  // last-reference write-backs is one retry, not all of them.
+  const uint64_t t = now_ms();
+  if (bp->b_wfails == 0 || t - bp->b_wfail_ms >= c->cfg.write_retry_interval_ms) {
+    bp->b_wfails++;
+    bp->b_wfail_ms = t;
+  }
+  if (bp->b_wfails < c->cfg.max_write_retries) {
+    set_failed_locked(c, bp, true);
     markdirty_locked(c, bp);
     return;
   }
@@ -863,7 +909,7 @@ static void write_done_locked(bufcache* c, buf* bp, int error) {
   vb->sticky = true;
   VLOG_ERR("cache: block %lld of vnode %llu dropped after %u failed writes", static_cast<long long>(bp->b_lblkno),
            static_cast<unsigned long long>(bp->b_vp->v_id), bp->b_wfails);
-  clrf(bp, B_LOCKED);
+  set_failed_locked(c, bp, false);
   setf(bp, B_INVAL);
 }
 
@@ -1199,12 +1245,37 @@ int buf_vnode_set_lost(vnode* vp) {
   return 0;
 }
 
-bool vnode_tryget_locked(vnode* vp) {
+vnode_take vnode_tryget_locked(vnode* vp) {
   std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
-  if (vp->v_lflag & (VL_TERMINATE | VL_DEAD)) return false;
-  if (vp->v_iocount + vp->v_usecount <= 0) return false;
-  vp->v_iocount++;
-  return true;
+  if (vp->v_lflag & (VL_TERMINATE | VL_DEAD)) return vnode_take::None;
+  if (vp->v_iocount + vp->v_usecount > 0) {
+    vp->v_iocount++;
+    return vnode_take::Ref;
+  }
+  if ((vp->v_lflag & VL_INACTIVE) && vp->v_holdcount > 0) {  // idle, kept by its failed writes
+    vp->v_holdcount++;
+    return vnode_take::Hold;
+  }
+  return vnode_take::None;
+}
+
+void vnode_untake(vnode* vp, vnode_take how) {
+  if (how == vnode_take::Ref) vnode_put(vp);
+  else if (how == vnode_take::Hold) vnode_drop(vp);
+}
+
+void bufcache_release_holds(mount* mp) {
+  bufcache* c = mp->mnt_cache;
+  if (c == nullptr) return;
+  std::lock_guard g(c->mtx);
+  c->holds_released = true;
+  for (vnode_bufs& vb : c->vnodes) {
+    if (!vb.held) continue;
+    VLOG_ERR("cache: vnode %llu: %u blocks whose writes failed are given up (unmount)",
+             static_cast<unsigned long long>(vb.vp->v_id), vb.nfailed);
+    vb.held = false;
+    vnode_drop(vb.vp);
+  }
 }
 
 }  // namespace vnopfs

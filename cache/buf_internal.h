@@ -109,7 +109,8 @@ struct buf {
   list_hook b_freelist;       // [M] the queue its BL_Q bits name (maybe while busy: lazy removal); headers: hdr_free
   list_hook b_vnbufs;         // [M] b_vb->clean or b_vb->dirty
   std::atomic<uint32_t> b_lflags{0};  // CAS: busy, wanted, ref, rahead; BL_Q bits only under [M]
-  uint32_t b_wfails = 0;         // [M] consecutive failed writes of this data
+  uint32_t b_wfails = 0;         // [M] failed writes of this data, counted write_retry_interval_ms apart
+  uint64_t b_wfail_ms = 0;       // [M] when the last counted failure was
   uint64_t b_timestamp_ms = 0;   // [M] when it became dirty
   uint64_t b_dirtyseq = 0;       // [M] bufcache::dirty_seq when it became dirty (flush-with-wait bound)
   std::atomic<uint32_t> b_flags{0};  // owner (busy holder) or [M]
@@ -170,6 +171,8 @@ struct vnode_bufs {
   uint32_t waiters = 0;          // [M]
   int error = 0;                 // [M] recorded write error, reported once by a flush with wait
   bool sticky = false;           // [M] data was dropped: every later flush with wait reports EIO
+  uint32_t nfailed = 0;          // [M] buffers whose last write failed and that are kept (B_LOCKED)
+  bool held = false;             // [M] the cache holds vp (vnode_hold) while nfailed > 0: no reclaim
   bool reclaiming = false;       // [M] buf_vnode_reclaim runs: the flusher keeps away
   bool pushing = false;          // [M] a push of this vnode runs (pushes are serialised)
   off_t size = INT64_MAX;        // [M] cluster_setsize
@@ -203,6 +206,7 @@ struct cache_counters {
   // pass that wrote the metadata without it)
   C meta_gate_skipped{0}, meta_gate_unordered{0};
   C meta_data_left{0};  // age passes that left the metadata because a data buffer could not be written
+  C failed_throttle{0};  // writers refused (EIO): failed writes alone filled the dirty allowance
 };
 
 // The allocation gate (buf.h, buf_alloc_hold; cache/alloc_gate.cpp). Its own mutex, a leaf.
@@ -262,6 +266,11 @@ class bufcache {
   vb_list vnodes;                // [M] every vnode_bufs
   vb_dirtylist dirty_vnodes;     // [M] the vnode_bufs with dirty buffers, in the order they became dirty
   std::atomic<uint64_t> ndirty{0};  // written under [M]; read without it as a hint (throttling)
+  // Buffers kept dirty after a failed write (B_LOCKED), in flight again or not; written under [M], read
+  // without it as a hint. When they alone reach the high-water mark, writers get EIO instead of waiting
+  // (dirty_throttle_policy, getblk_run).
+  std::atomic<uint64_t> nfailed{0};
+  bool holds_released = false;   // [M] unmount let the vnodes with failed writes go: no new holds
   uint64_t dirty_max = 0, dirty_seq = 0;  // [M]
   cache_counters n;
   alloc_gate gate;  // held shared by VNOP_WRITE's allocation and copy, exclusive by the flusher's metadata pass
@@ -306,7 +315,8 @@ bool brelse_fast(bufcache* c, buf* bp);
 // Takes busy buffers for the blocks [lbn, lbn + n) of vp in ascending order (n <= max_io_blocks) and returns
 // how many it took, a prefix: it stops at a block another owner holds busy, or when no clean buffer can be
 // reclaimed -- except for the first block, for which it waits as buf_getblk does, so the result is >= 1
-// (0 only for ENOMEM, or with RUN_ONLYVALID). Hits get B_CACHE; misses come back with B_DONE clear and
+// (0 only for ENOMEM, with RUN_ONLYVALID, or when no clean buffer is left and failed writes fill the dirty
+// allowance: nfailed >= highwater, which cluster_write reports as EIO). Hits get B_CACHE; misses come back with B_DONE clear and
 // b_blkno BUF_UNMAPPED. RUN_ONLYVALID: stops at the first block not in core with valid (B_DONE) data and
 // never waits. Never sleeps while holding a buffer of the run.
 enum : int { RUN_ONLYVALID = 0x1 };
@@ -325,8 +335,16 @@ void vnode_async_throttle(bufcache* c, vnode_bufs* vb);
 // Cluster headers: a pool fixed at bufcache_create.
 buf* hdr_get(bufcache* c, vnode* vp, uint32_t flags);          // may sleep for one
 void hdr_put_locked(bufcache* c, buf* h);                      // L
-// Takes an iocount on vp if it is not terminating (the flusher and pressure pushes). L.
-bool vnode_tryget_locked(vnode* vp);
+// A reference the flusher and bufcache_destroy take on a vnode they push: an iocount on a vnode in use, a
+// hold on an idle one (kept by the cache's own hold for its failed writes): putting the iocount of an idle
+// vnode could reclaim it in the flusher's thread. Never one being terminated. L.
+enum class vnode_take { None, Ref, Hold };
+vnode_take vnode_tryget_locked(vnode* vp);
+void vnode_untake(vnode* vp, vnode_take how);  // vnode_put or vnode_drop; no cache lock held
+struct taken_vnode {
+  vnode* vp;
+  vnode_take how;
+};
 
 int vnode_take_error(vnode* vp);  // the recorded write error, as a flush with wait reports it
 

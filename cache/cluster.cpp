@@ -110,22 +110,38 @@ static bool writebehind_policy_locked(bufcache* c, vnode_bufs* vb, daddr64_t lb,
 // lock here, so its VNOP_BLOCKMAP calls are safe), wakes the flusher for the others, and waits until the
 // dirty count is back under the mark. Counted as a throttle wait.
 // The check is a relaxed read of the dirty count: no lock on the common path.
-static void dirty_throttle_policy(bufcache* c, vnode* vp) {
-  if (c->ndirty.load(std::memory_order_relaxed) < c->highwater) return;
+// Buffers kept after failed writes (B_LOCKED) are dirty too, and only a retry that succeeds or their drop
+// after max_write_retries makes them clean: when they alone fill the allowance (nfailed reaches the mark),
+// waiting would only wait for the device to come back, so the writer gets EIO at once instead, as the
+// writes of the data already refused did. Returns 0 or EIO.
+static int dirty_throttle_policy(bufcache* c, vnode* vp) {
+  // Failed buffers being retried are not counted dirty while in flight: nfailed is checked too (read
+  // without [M] here as a hint, like ndirty; the decision is made under it).
+  if (c->ndirty.load(std::memory_order_relaxed) < c->highwater &&
+      c->nfailed.load(std::memory_order_relaxed) < c->highwater)
+    return 0;
+  auto refuse_locked = [c] {
+    if (c->nfailed < c->highwater) return false;
+    c->n.failed_throttle.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
   {
     std::lock_guard g(c->mtx);
-    if (c->ndirty.load(std::memory_order_relaxed) < c->highwater) return;
+    if (refuse_locked()) return EIO;
+    if (c->ndirty.load(std::memory_order_relaxed) < c->highwater) return 0;
     c->n.throttle_waits.fetch_add(1, std::memory_order_relaxed);
     flusher_wake_locked(c);
   }
   push_vnode(c, vp, push_wait::No);
   std::unique_lock g(c->mtx);
   while (c->ndirty.load(std::memory_order_relaxed) >= c->highwater) {
+    if (refuse_locked()) return EIO;
     flusher_wake_locked(c);
     c->free_waiters++;
     c->free_cv.wait_for(g, std::chrono::milliseconds(20));
     c->free_waiters--;
   }
+  return 0;
 }
 
 static int read_block(bufcache* c, vnode* vp, buf* bp) {
@@ -222,10 +238,11 @@ int cluster_write(vnode* vp, uio* uio, off_t oldEOF, off_t newEOF, off_t headOff
   const bool writebehind = !(ioflag & (IO_SYNC | IO_NOCACHE));
   int err = 0;
   for (daddr64_t lb = b0; lb < b1;) {
-    dirty_throttle_policy(c, vp);
+    if ((err = dirty_throttle_policy(c, vp))) break;
     size_t n = getblk_run(c, vp, lb, std::min<size_t>(maxrun, static_cast<size_t>(b1 - lb)), 0, bps);
     if (n == 0) {
-      err = ENOMEM;
+      std::lock_guard g(c->mtx);
+      err = c->nfailed >= c->highwater ? EIO : ENOMEM;  // see getblk_run
       break;
     }
     size_t copied = 0;

@@ -34,13 +34,15 @@ bool dev_due_locked(bufcache* c, flush_reason why) {
   return dvb != nullptr && due_locked(c, why, *dvb);
 }
 
-bool collect_locked(bufcache* c, flush_reason why, std::vector<vnode*>* vps) {
+bool collect_locked(bufcache* c, flush_reason why, std::vector<taken_vnode>* vps) {
   auto due = [&](vnode_bufs& vb) { return due_locked(c, why, vb); };
   const bool dev_due = dev_due_locked(c, why);
   for (vnode_bufs& vb : c->dirty_vnodes) {
     if (vb.vp == c->devvp || vb.dirty.empty() || vb.reclaiming) continue;
     if (!dev_due && !due(vb)) continue;
-    if (vnode_tryget_locked(vb.vp)) vps->push_back(vb.vp);  // capacity reserved: cannot throw
+    // An idle vnode (kept by its failed writes) is taken with a hold: retried here, never reclaimed here.
+    if (vnode_take how = vnode_tryget_locked(vb.vp); how != vnode_take::None)
+      vps->push_back({vb.vp, how});  // capacity reserved: cannot throw
   }
   return dev_due;
 }
@@ -79,7 +81,7 @@ void flush_pass(bufcache* c, flush_reason why) {
     want_meta = dev_due_locked(c, why);
   }
   if (want_meta && c->gate.lock_exclusive(std::chrono::milliseconds(200))) gate.held = &c->gate;
-  std::vector<vnode*> vps;
+  std::vector<taken_vnode> vps;
   bool dev_due;
   {
     std::lock_guard g(c->mtx);
@@ -111,14 +113,14 @@ void flush_pass(bufcache* c, flush_reason why) {
     counter.fetch_add(1, std::memory_order_relaxed);
     c->n.flusher_writes.fetch_add(1, std::memory_order_relaxed);
     bool left = false;
-    push_vnode(c, vps[i], push_wait::No, push_class::All, nullptr, &left);
+    push_vnode(c, vps[i].vp, push_wait::No, push_class::All, nullptr, &left);
     data_left |= left;
   }
   // Never push_wait::Yes here: a getblk caller waiting for the flusher may hold busy buffers of any
   // vnode. A busy buffer skipped stays dirty for a later pass (after more flushes: never out of order).
-  for (vnode* vp : vps) {
+  for (auto [vp, how] : vps) {
     buf_vnode_waitforwrites(vp);
-    vnode_put(vp);
+    vnode_untake(vp, how);
   }
   if (!dev_due || !all_data || (why != flush_reason::Age && dirty_now(c) <= target)) return;
   // A data buffer left dirty (busy in a writer's copy, or left to another push) may be pointed at by the

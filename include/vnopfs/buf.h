@@ -31,9 +31,23 @@
 // - buf_bread: EIO (device) or the strategy's error; no half-valid buffer stays behind (invalidated).
 // - Writes nobody waits for (bdwrite, bawrite, flusher): a failed write leaves the data dirty (retried by
 //   the next push) and records EIO on the vnode; the next buf_flushdirtyblks/cluster_push with a wait, and
-//   so the next VNOP_FSYNC of that vnode, returns EIO. After max_write_retries (bufcache_config) failures a buffer is dropped
+//   so the next VNOP_FSYNC of that vnode, returns EIO. After max_write_retries (bufcache_config) failures
+//   (failures closer together than write_retry_interval_ms count once) a buffer is dropped
 //   and the vnode's error becomes sticky: every later fsync returns EIO (the data is lost; we never say it
 //   is safe).
+// - Failed writes keep their vnode (FreeBSD keeps B_DELWRI buffers on their vnode, whose hold count keeps it
+//   from being recycled): while a file vnode has buffers kept dirty after a failed write (B_LOCKED), the
+//   cache holds the vnode (vnode_hold, vnode.h). Its last reference still runs VNOP_INACTIVE, but not
+//   VNOP_RECLAIM: the vnode stays idle in the mount's hash, a lookup finds it and reads the new bytes from
+//   the cache, and the flusher (every flush_age), a sync or an fsync retries the writes. The hold goes when
+//   the last such buffer is written, dropped after max_write_retries, or invalidated (truncate, an unlinked
+//   file's end); the idle vnode is then reclaimed at its next vnode_put (the syncer's pass). Unmount gives
+//   up: bufcache_release_holds, then vfs_reclaim_idle, whose VNOP_RECLAIM discards the data and reports it
+//   (buf_vnode_reclaim returns EIO). Memory stays bounded: failed buffers are cache buffers (cache_bytes),
+//   and a held vnode has at least one. When failed buffers alone reach the dirty high-water mark, cluster_write
+//   refuses further delayed writes with EIO instead of waiting for the device (counted failed_throttle);
+//   buf_getblk cannot fail, so a getblk waiting for a clean buffer is freed by the flusher's retries, at
+//   worst when they drop the data after max_write_retries.
 #pragma once
 
 #include <sys/types.h>
@@ -137,6 +151,11 @@ struct bufcache_config {
   uint32_t flush_age_ms = 30000;        // the flusher writes delayed buffers older than this
   uint32_t flusher_period_ms = 1000;
   uint32_t max_write_retries = 3;       // failed writes of one buffer before its data is dropped (buf.h Errors)
+  // Failures of one buffer less than this apart count once toward max_write_retries: a burst of fsyncs,
+  // or the write-back of each last reference, must not use up in milliseconds the retries meant to wait
+  // for a device to come back (with the defaults the flusher's retries, flush_age_ms apart, drop the data
+  // after about a minute). 0: every failure counts.
+  uint32_t write_retry_interval_ms = 5000;
   // cluster layer
   uint32_t max_io_bytes = 1u << 20;     // largest single device I/O; a full write cluster is pushed at once
   uint32_t clusters_per_vnode = 8;      // write-behind clusters tracked per vnode before going sparse
@@ -151,6 +170,8 @@ struct bufcache_stats {
   uint64_t bdwrite_to_async = 0;        // delayed writes started early past the high-water mark
   uint64_t reads = 0, writes = 0;       // device I/Os issued by the cache and cluster layer
   uint64_t read_errors = 0, write_errors = 0, dropped_dirty = 0;
+  uint64_t failed = 0;                  // buffers kept dirty after a failed write (B_LOCKED), now
+  uint64_t failed_throttle = 0;         // writes refused with EIO: failed buffers filled the dirty allowance
   uint64_t readahead_issued = 0, readahead_used = 0;  // blocks
   uint64_t cluster_pushes = 0, sparse_pushes = 0, flusher_runs = 0, flusher_writes = 0;
   uint64_t meta_gate_skipped = 0, meta_gate_unordered = 0;  // flusher metadata passes (buf_alloc_hold)
@@ -171,6 +192,10 @@ int bufcache_create(mount* mp, dev::device* device, const bufcache_config& cfg);
 // Flushes everything dirty (waits), stops the flusher, frees the device vnode and the cache. Returns the
 // first write error met (the cache is freed anyway). Every other vnode must be reclaimed before.
 int bufcache_destroy(mount* mp);
+// Unmount, after its last sync: lets go of every vnode the cache holds for its failed writes (buf.h,
+// "Errors"), logging each, and takes no new hold. The filesystem then calls vfs_reclaim_idle, whose
+// VNOP_RECLAIMs discard the data (buf_vnode_reclaim returns EIO). Takes the cache mutex; hold no busy buffer.
+void bufcache_release_holds(mount* mp);
 bufcache_stats bufcache_getstats(const mount* mp);
 const bufcache_config& bufcache_getconfig(const mount* mp);
 
@@ -256,7 +281,9 @@ bool buf_vnode_isdirty(vnode* vp);
 // Called from VNOP_RECLAIM: writes nothing (the filesystem flushed, or the file is deleted), discards every
 // buffer of vp, frees vp->v_bufs. Returns EIO when that lost something a caller was still owed: dirty data
 // (its writes failed, so the filesystem's flush could not clean it) or a write error no flush has reported
-// yet; else 0. A filesystem keeps that error for the inode's next vnode (buf_vnode_set_lost).
+// yet; else 0. A filesystem keeps that error for the inode's next vnode (buf_vnode_set_lost). Since the
+// cache holds a vnode with failed writes (see "Errors"), dirty data reaches a reclaim only at unmount
+// (bufcache_release_holds) or when a write failed after the vnode's VNOP_INACTIVE had returned.
 int buf_vnode_reclaim(vnode* vp);
 // Marks vp as having lost written data: every later buf_flushdirtyblks(MNT_WAIT) of it returns EIO, as
 // after a write dropped for good (max_write_retries). For a new vnode of an inode whose previous vnode's

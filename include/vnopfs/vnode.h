@@ -10,6 +10,16 @@
 //   When both reach zero the vnode is marked VL_TERMINATE, VNOP_INACTIVE runs (an unlinked inode is freed
 //   there), then VNOP_RECLAIM (the filesystem drops v_data and the cache drops its buffers), then the vnode
 //   is removed from the mount's hash and deleted. vfs_hash_get waits for a terminating vnode to go.
+// - A third count, v_holdcount (vnode_hold/vnode_drop, XNU's names; FreeBSD's vhold/vdrop), keeps a vnode
+//   from being reclaimed, not from going inactive: the buffer cache holds a vnode whose dirty data failed to
+//   be written, so the data stays cached and is retried instead of being discarded by VNOP_RECLAIM
+//   (include/vnopfs/buf.h, "Errors"). When iocount and usecount reach zero VNOP_INACTIVE runs as always;
+//   if the vnode is held then, it is not reclaimed but kept *idle* (VL_INACTIVE, still in the hash, no
+//   references). vfs_hash_get returns an idle vnode like any other (the filesystem's lookups see its cached
+//   data), and its next last reference runs VNOP_INACTIVE again. vnode_drop never reclaims (it may be called
+//   under the cache's locks and on device completion threads): an idle vnode whose last hold went is
+//   reclaimed by the next vnode_put of it (a sync's or the syncer's pass over the mount's vnodes takes and
+//   puts one) or by vfs_reclaim_idle (unmount).
 // - v_lock is the vnode lock of the VNOP lock protocol (vnop.def): a reader/writer lock taken by callers of
 //   VNOP_* as each op's entry column says. It plays the role of HFS's truncate lock: shared for I/O inside
 //   EOF, exclusive for size changes. It is never held while waiting on another vnode's lock unless taken
@@ -91,6 +101,8 @@ enum : uint32_t {  // v_facts: what the filesystem knows about the file, for ans
 enum : uint32_t {  // v_lflag, guarded by the mount's vnode mutex
   VL_TERMINATE = 0x1,
   VL_DEAD = 0x2,
+  VL_INACTIVE = 0x4,  // idle: VNOP_INACTIVE ran, no reference came back since, kept by v_holdcount
+  VL_RECYCLE = 0x8,   // vnode_recycle: reclaimed at the end of this VNOP_INACTIVE, held or not
 };
 
 struct vnode {
@@ -112,6 +124,7 @@ struct vnode {
   uint32_t v_lflag = 0;
   int32_t v_iocount = 0;
   int32_t v_usecount = 0;
+  int32_t v_holdcount = 0;  // holds: no VNOP_RECLAIM while > 0 (vnode_hold)
 };
 
 // Parameters for vnode_create. The new vnode has v_iocount 1 and is not yet in the hash.
@@ -128,6 +141,23 @@ void vnode_get(vnode* vp);   // +iocount; vp must already be referenced by the c
 void vnode_put(vnode* vp);   // -iocount; may run inactive/reclaim (caller must not hold vp's lock)
 void vnode_ref(vnode* vp);   // +usecount; caller holds an iocount
 void vnode_rele(vnode* vp);  // -usecount; may run inactive/reclaim
+// +holdcount: vp is not reclaimed while held (an idle vnode stays in the hash). The caller knows vp is not
+// freed meanwhile: it holds a reference or a hold, or vp has I/O in flight (reclaim waits for it). Any
+// thread, under any lock that mnt_vnode_mutex may nest in (the cache's mutex); a vnode already being
+// reclaimed is not saved by it.
+void vnode_hold(vnode* vp);
+// -holdcount. Never runs inactive or reclaim (same callers as vnode_hold): an idle vnode left without holds
+// is reclaimed by its next vnode_put or by vfs_reclaim_idle.
+void vnode_drop(vnode* vp);
+// Called by a filesystem's VNOP_INACTIVE that ended the file (an unlinked inode freed: its number may serve
+// another file next): vp is reclaimed when inactive returns, never kept idle; the terminating thread waits
+// for the holds of others (the flusher's, for the length of a push) to go first (XNU's vnode_recycle).
+void vnode_recycle(vnode* vp);
+// Reclaims every idle vnode of mp that has no hold left (VNOP_RECLAIM in this thread). Unmount calls it after
+// the cache let its holds go (bufcache_release_holds). Hold no vnode lock or filesystem lock.
+void vfs_reclaim_idle(mount* mp);
+// How many vnodes of mp are in use: referenced, or being terminated. Idle vnodes (VL_INACTIVE) do not count.
+size_t vfs_busy_vnodes(mount* mp);
 
 // The mount's vnode hash, keyed by v_id (FreeBSD vfs_hash). get returns the vnode with +iocount, or ENOENT.
 // insert adds vp; if another vnode with the same id got there first, *existing gets it (+iocount), vp is

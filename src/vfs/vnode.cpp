@@ -4,6 +4,7 @@
 
 #include <cassert>
 #include <mutex>
+#include <vector>
 
 #include "vnopfs/mount.h"
 #include "vnopfs/vnops.h"
@@ -53,11 +54,32 @@ void vnode_get(vnode* vp) {
 }
 
 // Runs the end of a vnode's life outside the mutex: inactive (unlinked inodes are freed there), reclaim
-// (the filesystem and the cache drop their state), then out of the hash and gone.
-static void vnode_terminate(vnode* vp) {
+// (the filesystem and the cache drop their state), then out of the hash and gone. A vnode held when its
+// inactive returns (the cache keeps its failed writes: vnode.h, v_holdcount) is kept idle instead of
+// reclaimed: the hold is checked after inactive because inactive's own write-back is what usually fails.
+// An idle vnode whose holds went is reclaimed without a second inactive (inactive = false).
+static void vnode_terminate(vnode* vp, bool inactive) {
   mount* mp = vp->v_mount;
-  vnop_inactive_args ia{&vnop_inactive_desc, vp, const_cast<vfs_context*>(&vfs_context::kernel())};
-  (void)vnop_dispatch(vp, &ia);
+  if (inactive) {
+    vnop_inactive_args ia{&vnop_inactive_desc, vp, const_cast<vfs_context*>(&vfs_context::kernel())};
+    (void)vnop_dispatch(vp, &ia);
+    bool kept = false;
+    {
+      std::unique_lock g(mp->mnt_vnode_mutex);
+      if (vp->v_lflag & VL_RECYCLE) {
+        // The file is gone (its inode may be handed out again): no idle vnode may stay in the hash for it.
+        // A hold now is a push's (the flusher's), which needs nothing from this thread.
+        while (vp->v_holdcount > 0) mp->mnt_vnode_cv.wait(g);
+      } else if (vp->v_holdcount > 0) {
+        vp->v_lflag = (vp->v_lflag & ~VL_TERMINATE) | VL_INACTIVE;
+        kept = true;
+      }
+    }
+    if (kept) {  // vp may be reclaimed by another thread from here on: only mp is touched
+      mp->mnt_vnode_cv.notify_all();  // vfs_hash_get waiters may have it now
+      return;
+    }
+  }
   vnop_reclaim_args ra{&vnop_reclaim_desc, vp, const_cast<vfs_context*>(&vfs_context::kernel())};
   int err = vnop_dispatch(vp, &ra);
   assert(err == 0 && "VNOP_RECLAIM must not fail");
@@ -73,21 +95,30 @@ static void vnode_terminate(vnode* vp) {
   delete vp;
 }
 
-// Drops one reference under the mutex; true when the caller must terminate the vnode.
-static bool vnode_drop(vnode* vp, int32_t vnode::*count) {
+enum class end_of_life { None, Inactive, Reclaim };
+
+// Drops one reference under the mutex and says what the caller must run: inactive (then reclaim unless
+// held), reclaim alone (an idle vnode whose holds went), or nothing (references remain, or the vnode is
+// idle and still held: a cache pass or a sync took and put a reference of an idle vnode).
+static end_of_life vnode_unref(vnode* vp, int32_t vnode::*count) {
   std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
   assert(vp->*count > 0);
   vp->*count -= 1;
-  if (vp->v_iocount == 0 && vp->v_usecount == 0 && !(vp->v_lflag & VL_TERMINATE)) {
+  if (vp->v_iocount != 0 || vp->v_usecount != 0 || (vp->v_lflag & VL_TERMINATE)) return end_of_life::None;
+  if (vp->v_lflag & VL_INACTIVE) {
+    if (vp->v_holdcount > 0) return end_of_life::None;
     vp->v_lflag |= VL_TERMINATE;
-    return true;
+    return end_of_life::Reclaim;
   }
-  return false;
+  vp->v_lflag |= VL_TERMINATE;
+  return end_of_life::Inactive;
 }
 
-void vnode_put(vnode* vp) {
-  if (vnode_drop(vp, &vnode::v_iocount)) vnode_terminate(vp);
+static void vnode_end(vnode* vp, end_of_life e) {
+  if (e != end_of_life::None) vnode_terminate(vp, e == end_of_life::Inactive);
 }
+
+void vnode_put(vnode* vp) { vnode_end(vp, vnode_unref(vp, &vnode::v_iocount)); }
 
 void vnode_ref(vnode* vp) {
   std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
@@ -95,8 +126,55 @@ void vnode_ref(vnode* vp) {
   vp->v_usecount++;
 }
 
-void vnode_rele(vnode* vp) {
-  if (vnode_drop(vp, &vnode::v_usecount)) vnode_terminate(vp);
+void vnode_rele(vnode* vp) { vnode_end(vp, vnode_unref(vp, &vnode::v_usecount)); }
+
+void vnode_hold(vnode* vp) {
+  std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
+  vp->v_holdcount++;
+}
+
+// Never reclaims here: the cache drops its hold under its mutex or on a completion thread, where a
+// VNOP_RECLAIM (which waits for the vnode's writes and may read an inode block) must not run.
+void vnode_drop(vnode* vp) {
+  mount* mp = vp->v_mount;
+  std::lock_guard g(mp->mnt_vnode_mutex);
+  assert(vp->v_holdcount > 0);
+  // A recycled vnode's terminator waits for the last hold (vnode_terminate).
+  if (--vp->v_holdcount == 0 && (vp->v_lflag & VL_RECYCLE)) mp->mnt_vnode_cv.notify_all();
+}
+
+void vnode_recycle(vnode* vp) {
+  std::lock_guard g(vp->v_mount->mnt_vnode_mutex);
+  vp->v_lflag |= VL_RECYCLE;
+}
+
+static bool idle_unheld(const vnode* vp) {
+  return (vp->v_lflag & VL_INACTIVE) && !(vp->v_lflag & VL_TERMINATE) && vp->v_iocount == 0 &&
+         vp->v_usecount == 0 && vp->v_holdcount == 0;
+}
+
+void vfs_reclaim_idle(mount* mp) {
+  std::vector<vnode*> vps;
+  {
+    std::lock_guard g(mp->mnt_vnode_mutex);
+    for (auto& [id, vp] : mp->mnt_vnodes) {
+      if (!idle_unheld(vp)) continue;
+      vp->v_lflag |= VL_TERMINATE;  // ours now: vfs_hash_get waits, nobody else terminates it
+      vps.push_back(vp);
+    }
+  }
+  for (vnode* vp : vps) vnode_terminate(vp, false);
+}
+
+size_t vfs_busy_vnodes(mount* mp) {
+  std::lock_guard g(mp->mnt_vnode_mutex);
+  size_t n = 0;
+  for (auto& [id, vp] : mp->mnt_vnodes) {
+    const bool idle = (vp->v_lflag & VL_INACTIVE) && !(vp->v_lflag & VL_TERMINATE) && vp->v_iocount == 0 &&
+                      vp->v_usecount == 0;
+    if (!idle) n++;
+  }
+  return n;
 }
 
 int vfs_hash_get(mount* mp, uint64_t id, vnode** vpp) {
@@ -110,6 +188,7 @@ int vfs_hash_get(mount* mp, uint64_t id, vnode** vpp) {
       continue;
     }
     vp->v_iocount++;
+    vp->v_lflag &= ~VL_INACTIVE;  // in use again: its next last reference runs VNOP_INACTIVE
     *vpp = vp;
     return 0;
   }
@@ -134,6 +213,7 @@ int vfs_hash_insert(vnode* vp, vnode** existing) {
       continue;
     }
     other->v_iocount++;
+    other->v_lflag &= ~VL_INACTIVE;
     *existing = other;
     return 0;
   }

@@ -3,7 +3,8 @@
 // readlink, listxattr/getxattr of every object, then a few writes (create, write, setxattr, mkdir, rmdir,
 // rename, unlink, truncate), a sync and the unmount. Any crash, sanitizer report, or hang (libFuzzer's
 // -timeout) is a bug; errors (EIO for damage, a refused mount) are the expected answers.
-// Built only with -Dfuzz=true and clang (tests/fuzz/meson.build); scripts/fuzz runs it.
+// Two drivers call it (tests/fuzz/meson.build): libFuzzer (-Dfuzz=true under clang; scripts/fuzz) and
+// fuzz_smoke (smoke.cpp, every build; tests/fuzz/smoke.sh in scripts/test).
 #include <sys/stat.h>
 
 #include <cstddef>

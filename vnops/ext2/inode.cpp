@@ -444,6 +444,9 @@ int ext2_vnop_inactive(vnop_inactive_args* ap) {
       std::lock_guard g(m->m_names_lock);
       m->m_lost_writes.erase(ip->i_ino);
     }
+    // An unlinked inode ends here (freed, or leaked for e2fsck when freeing fails): its vnode must be
+    // reclaimed now, never kept idle in the hash under a number the next file may get (vnode.h).
+    if (unlinked) vnode_recycle(vp);
     int err = unlinked ? free_unlinked(vp, ip) : ext2_fsync_vnode(vp, MNT_WAIT, /*flush_device=*/false);
     if (err)
       VLOG_ERR("ext2 %s: inode %u: %s at last reference failed: errno %d", m->m_mp->mnt_from.c_str(), ip->i_ino,

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -547,15 +548,27 @@ int vfs_mount_ext2(mount* mp, const mount_args& args, const vfs_context&) {
 
 int vfs_unmount_ext2(mount* mp, bool force, const vfs_context&) {
   ext2_mount* m = ext2_mount_of(mp);
-  {
-    std::lock_guard g(mp->mnt_vnode_mutex);
-    if (!mp->mnt_vnodes.empty()) {
-      VLOG_WARN("ext2 %s: unmount%s: %zu vnodes still referenced", mp->mnt_from.c_str(), force ? " (forced)" : "",
-                mp->mnt_vnodes.size());
-      if (!force) return EBUSY;
-    }
+  // Idle vnodes (kept by the cache for their failed writes, vnode.h) are no one's: they do not make the
+  // mount busy.
+  if (size_t busy = vfs_busy_vnodes(mp)) {
+    VLOG_WARN("ext2 %s: unmount%s: %zu vnodes still referenced", mp->mnt_from.c_str(), force ? " (forced)" : "", busy);
+    if (!force) return EBUSY;
   }
-  int err = ext2_sync_impl(mp, MNT_WAIT);
+  int err = ext2_sync_impl(mp, MNT_WAIT);  // the last retry of writes that failed before
+  // Writes that still fail are given up: the cache lets their vnodes go and their reclaim discards the data,
+  // logs it and keeps the inode in m_lost_writes; the sync above has returned the error.
+  bufcache_release_holds(mp);
+  vfs_reclaim_idle(mp);
+  // The flusher holds vnodes for the length of a pass (an iocount on one in use, a hold on an idle one):
+  // they go when it puts them. Waited for up to 5 s; a vnode still referenced then is a caller's (EBUSY).
+  for (int i = 0; i < 500; i++) {
+    {
+      std::lock_guard g(mp->mnt_vnode_mutex);
+      if (mp->mnt_vnodes.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    vfs_reclaim_idle(mp);
+  }
   if (m->m_mounted_rw) {
     {
       std::lock_guard g(m->m_sb_lock);

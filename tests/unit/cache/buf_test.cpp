@@ -197,7 +197,9 @@ TEST_CASE("a failed delayed write stays dirty and surfaces as EIO from the next 
 }
 
 TEST_CASE("after max_write_retries the data is dropped and the error is sticky", "[buf]") {
-  fixture f;
+  bufcache_config cfg = fixture::small_config();
+  cfg.write_retry_interval_ms = 0;  // every failure counts
+  fixture f(cfg);
   REQUIRE(f.create_err == 0);
   vnode* vp = f.file(1, 2000);
   BufRef bp = buf_getblk(vp, 0, BLK_WRITE);
