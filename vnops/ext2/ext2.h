@@ -218,6 +218,10 @@ bool ext2_group_has_super(const ext2_mount* m, uint32_t g);
 struct dir_index;
 struct dir_index_deleter { void operator()(dir_index* ix) const; };
 
+// ext2_note_meta_dirty sorts duplicates out of i_meta_dirty when it outgrows this (or twice its size after
+// the last time).
+inline constexpr size_t kMetaDirtyDedupe = 4096;
+
 struct ext2_inode_info {
   ext2_mount* i_mnt = nullptr;      // [const]
   vnode* i_vnode = nullptr;         // [const] the vnode whose v_data this is
@@ -235,6 +239,7 @@ struct ext2_inode_info {
   uint32_t i_next_alloc_goal = 0;   // [i_lock] physical block after the last one allocated (0: none yet)
   std::vector<uint32_t> i_meta_dirty;  // [i_lock] metadata blocks (indirect, bitmap, directory) this inode
                                        // dirtied since its last fsync: fsync writes them
+  size_t i_meta_dirty_dedupe = kMetaDirtyDedupe;  // [i_lock] i_meta_dirty's size that sorts out duplicates
   // The directory in which this inode last got a name (create, mknod, mkdir, symlink, link, rename into
   // it) whose entry an fsync has not yet written; 0: none. fsync of this inode writes that directory's
   // noted blocks and inode, then goes on with the directory's own i_new_parent (fsync.cpp). A reclaim

@@ -26,6 +26,7 @@ int flush_noted_meta(ext2_inode_info* ip) {
   {
     std::lock_guard g(ip->i_lock);
     blocks.swap(ip->i_meta_dirty);
+    ip->i_meta_dirty_dedupe = kMetaDirtyDedupe;
   }
   std::sort(blocks.begin(), blocks.end());
   blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());

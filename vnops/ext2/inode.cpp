@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -256,9 +257,13 @@ void ext2_note_meta_dirty(ext2_inode_info* ip, uint32_t blk) {
   for (size_t i = v.size(), n = 0; i > 0 && n < 8; i--, n++)
     if (v[i - 1] == blk) return;
   v.push_back(blk);
-  if (v.size() > 4096) {  // keep it bounded: sort out duplicates
+  // Keep it bounded: sort out duplicates once it has doubled since the last time (at least 4096 entries),
+  // so that an inode with many distinct noted blocks (rewritten for long without an fsync) pays an
+  // amortised O(log n) a note, not a sort of the whole list each time.
+  if (v.size() > ip->i_meta_dirty_dedupe) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
+    ip->i_meta_dirty_dedupe = std::max(kMetaDirtyDedupe, 2 * v.size());
   }
 }
 
