@@ -159,7 +159,7 @@ std::string prepare_mirror(cfg::options* o, prepared* p, const fuse::image_range
 
 }  // namespace
 
-std::string normalize_layers(const std::string& in, std::string* out) {
+std::string normalize_layers(const std::string& in, std::string* out, bool relative_ok) {
   std::string names = in + ",", layers;
   for (auto& c : names) if (c == '+') c = ',';
   for (size_t q = 0, c; (c = names.find(',', q)) != std::string::npos; q = c + 1) {
@@ -167,6 +167,8 @@ std::string normalize_layers(const std::string& in, std::string* out) {
     size_t colon = spec.find(':');
     std::string n = spec.substr(0, colon);  // the name; its arguments are checked when the stack is built
     auto& known = layer_names();
+    if (is_layer_module_path(n) && n[0] != '/' && !relative_ok)  // relative to what? Not the caller's cwd
+      return "layer module '" + n + "': give an absolute path";
     if (is_layer_module_path(n))  // loaded in start(), after the fork: the path must not depend on the cwd
       spec = absolute(n) + (colon == std::string::npos ? std::string() : spec.substr(colon));
     else if (!n.empty() && std::find(known.begin(), known.end(), n) == known.end())
@@ -180,7 +182,7 @@ std::string normalize_layers(const std::string& in, std::string* out) {
 std::string prepare(cfg::options* o, prepared* p) {
   if (!vnops_lookup_table(o->table))
     return "option 'table': unknown table '" + o->table + "' (known: " + vnops_table_names() + ")";
-  if (std::string e = normalize_layers(o->layers, &o->layers); !e.empty()) return "option 'layers': " + e;
+  if (std::string e = normalize_layers(o->layers, &o->layers, true); !e.empty()) return "option 'layers': " + e;
   std::vector<dev::dev_layer_spec> dev_specs;
   if (std::string e = dev::parse_dev_layers(o->dev_layers, &dev_specs); !e.empty()) return "option 'dev_layers': " + e;
   o->stats_path = absolute(o->stats_path);
@@ -569,14 +571,9 @@ std::string fs_daemon::remount(bool ro) {
 std::string fs_daemon::set_layers(const std::string& spec_in) {
   std::lock_guard g(state_mu_);
   if (!serving_) return "the daemon is unmounting";
-  std::string spec = spec_in == "none" ? std::string() : spec_in, l = spec + ",";
-  for (auto& c : l) if (c == '+') c = ',';
-  for (size_t q = 0, c; (c = l.find(',', q)) != std::string::npos; q = c + 1) {
-    std::string n = l.substr(q, c - q).substr(0, l.substr(q, c - q).find(':'));
-    if (is_layer_module_path(n) && n[0] != '/')  // relative to what? The caller's cwd is not ours
-      return "layer module '" + n + "': give an absolute path";
-  }
-  if (std::string e = normalize_layers(spec, &spec); !e.empty()) return e;
+  std::string spec;
+  if (std::string e = normalize_layers(spec_in == "none" ? std::string() : spec_in, &spec, false); !e.empty())
+    return e;
   const fs_table* t = vnops_lookup_table(o_.table);
   auto fresh = std::make_unique<layer_stack>(t->vnops);
   std::string err;

@@ -41,8 +41,9 @@ struct prepared {
 };
 
 // A -o layers= list made ready to build: ',' between layers, names checked (known built-in names, or a
-// module path, made absolute against the daemon's cwd at the time). "" or the error.
-std::string normalize_layers(const std::string& in, std::string* out);
+// module path, made absolute against the daemon's cwd at the time, or refused when relative_ok is false).
+// "" or the error.
+std::string normalize_layers(const std::string& in, std::string* out, bool relative_ok);
 
 // Before anything is touched: every built-in layer name exists, stats=, log= and the paths of layer
 // modules (-o layers=./x.so) become absolute (the daemon changes directory to /), the mountpoint and image pass preflight. An image whose previous daemon is

@@ -204,6 +204,13 @@ size_t mirror_device::in_service() const {
   return in_service_;
 }
 
+bool mirror_device::degraded() const {
+  std::lock_guard lk(state_mu_);  // members_ grows under it (add_member)
+  size_t n = 0;
+  for (auto& m : members_) n += !m->removed;
+  return in_service_ < n;
+}
+
 std::vector<mirror_member_status> mirror_device::status() const {
   std::lock_guard lk(state_mu_);
   std::vector<mirror_member_status> v;

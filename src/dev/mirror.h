@@ -106,7 +106,7 @@ class mirror_device final : public device {
   std::vector<mirror_member_status> status() const;
   uint64_t events() const;
   size_t in_service() const;
-  bool degraded() const { return in_service() < members_.size(); }
+  bool degraded() const;  // fewer members in service than members not removed
   device* member_device(size_t i) const;  // its top (tests)
   dev_stack* member_stack(size_t i) const;
 

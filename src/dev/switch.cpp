@@ -43,7 +43,6 @@ void switch_device::send(io_request* r) {
     gate_.leave();
     return;
   }
-  c->owner = r->owner;
   target()->submit(c);
 }
 
