@@ -22,7 +22,7 @@ log "mounting with -t $TYPE $SRC"
 # daemon_pid_of MNT: the pid the stats file names
 daemon_pid() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$1"; }
 wait_gone() {  # wait_gone PID
-  for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 600); do pid_running "$1" || return 0; sleep 0.1; done
   fail "daemon $1 did not exit"
 }
 

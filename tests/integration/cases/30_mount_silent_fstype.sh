@@ -18,7 +18,7 @@ pid=$(daemon_pids "$IMG")
 echo data >"$MNT/f"
 fusermount3 -u "$MNT"
 "$VNOPFS_CTL" "$MNT" wait 2>/dev/null || true   # may already be gone
-for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 300); do pid_running "$pid" || break; sleep 0.1; done
 check_image
 
 # an error: one line, non-zero, nothing mounted
@@ -36,7 +36,7 @@ for opt in fstype=fuse nosubtype; do
   cat "$MNT/f" >/dev/null || fail "-o $opt: file unreadable"
   pid=$(daemon_pids "$IMG")
   fusermount3 -u "$MNT"
-  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 300); do pid_running "$pid" || break; sleep 0.1; done
 done
 check_image
 

@@ -26,7 +26,7 @@ umnt() {  # umount DIR: when it returns, the daemon has ended and the image is u
   pid=$(daemon_pids "$IMG")
   [ -n "$pid" ] || fail "cycle $1: no daemon answers for $IMG"
   umount "$MNT" || fail "cycle $1: umount failed"
-  ! kill -0 "$pid" 2>/dev/null || fail "cycle $1: daemon $pid still running when umount returned"
+  ! pid_running "$pid" || fail "cycle $1: daemon $pid still running when umount returned"
   flock -n "$IMG" true || fail "cycle $1: the image is still locked when umount returned"
 }
 fsck_now() {  # the image right after umount returned: clean superblock, e2fsck -fn clean

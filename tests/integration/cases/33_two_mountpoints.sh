@@ -24,10 +24,10 @@ rc=0; (echo x >"$M3/c") 2>/dev/null || rc=$?
 [ "$(findmnt -n -o SOURCE "$M2")" = "$IMG" ] || fail "source of the second mount: $(findmnt -n -o SOURCE "$M2")"
 
 umount "$MNT" || fail "umount of the first"
-kill -0 "$pid" || fail "the daemon ended while $M2 is still mounted"
+pid_running "$pid" || fail "the daemon ended while $M2 is still mounted"
 [ "$(cat "$M2/a")" = one ] || fail "the second mountpoint lost the filesystem"
 umount "$M3" || fail "umount of the third"
 umount "$M2" || fail "umount of the last"
-kill -0 "$pid" 2>/dev/null && fail "daemon $pid still running after the last umount returned"
+pid_running "$pid" && fail "daemon $pid still running after the last umount returned"
 check_image
 log "one image on three mountpoints: one daemon, bind mounts"

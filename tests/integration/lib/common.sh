@@ -32,6 +32,9 @@ fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
 skip() { echo "$*"; exit 77; }
 
 is_mounted() { grep -qs " $1 " /proc/mounts; }
+# pid_running PID: the process exists and is not a zombie. A daemon's parent after mount(8) is whoever
+# adopted it, and a container's init may reap late; a zombie has closed its files and dropped its locks.
+pid_running() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; [[ ${s:0:1} != [ZX] ]]; }
 
 cleanup() {
   local rc=$?
