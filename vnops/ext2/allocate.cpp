@@ -4,6 +4,11 @@
 // ext2 has no unwritten extents, so a preallocated block must hold zeros on disk: each new block is zeroed
 // before its pointer is set (EXT2_BMAP_ZERO). Blocks past EOF cannot be kept on a block-mapped ext2 file
 // (e2fsck would call the size wrong), so FALLOC_FL_KEEP_SIZE preallocates only up to EOF.
+//
+// FALLOC_FL_ZERO_RANGE is a punch followed by a preallocation of the same range: with no unwritten extents
+// the range is made zeros the only way ext2 can, partial blocks zeroed in place and whole blocks freed and
+// allocated again zeroed, so that it reads as zeros and, as Linux promises, later writes into it need no
+// allocation. Not atomic: an ENOSPC in the preallocation leaves the range zeros (holes) and returns it.
 #include <linux/falloc.h>
 
 #include <new>
@@ -75,8 +80,9 @@ int allocate_impl(vnode* vp, int mode, off_t offset, off_t length, const vfs_con
   if (offset < 0 || length <= 0) return EINVAL;
   if (vp->v_type == vtype::VDIR) return EISDIR;
   if (vp->v_type != vtype::VREG) return ENODEV;
-  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return EOPNOTSUPP;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return EOPNOTSUPP;
   if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return EOPNOTSUPP;
+  if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE)) return EOPNOTSUPP;
   TRY(ext2_check_writable(m));
   const uint64_t off = static_cast<uint64_t>(offset);
   const uint64_t end = off + static_cast<uint64_t>(length);
@@ -98,6 +104,7 @@ int allocate_impl(vnode* vp, int mode, off_t offset, off_t length, const vfs_con
     std::lock_guard g(ip->i_lock);
     size = ext2_i_size(ip);
   }
+  if (mode & FALLOC_FL_ZERO_RANGE) TRY(punch_hole(vp, ip, off, end));  // the part inside EOF
   const uint64_t alloc_end = (mode & FALLOC_FL_KEEP_SIZE) ? std::min(end, size) : end;
   if (alloc_end > off) TRY(preallocate(ip, off / bs, (alloc_end + bs - 1) / bs, ctx));
   if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) TRY(ext2_truncate(vp, end, ctx));

@@ -2,7 +2,7 @@
 //
 // Ops that exist (everything else falls to the vnop.def default: err_* = ENOTSUP, nop_* = 0):
 //   files:      read, write, fsync, strategy, bwrite (vn_bwrite), blockmap, getattr, setattr, access,
-//               allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE), ioctl (FIOSEEKDATA/HOLE,
+//               allocate (fallocate 0 / KEEP_SIZE / PUNCH_HOLE|KEEP_SIZE / ZERO_RANGE), ioctl (FIOSEEKDATA/HOLE,
 //               FIOGETFLAGS/SETFLAGS), open (refuses writes to immutable / append-only files), inactive,
 //               reclaim.
 //   namespace:  lookup, create, mknod, mkdir, rmdir, remove, link, symlink, readlink, readdir, rename,

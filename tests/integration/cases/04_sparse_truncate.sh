@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sparse files and SEEK_DATA/SEEK_HOLE, truncate up and down under concurrent reads, fallocate (allocate,
-# keep size, punch hole), copy_file_range, and a 5 GiB sparse file (triple-indirect blocks on 4 KiB ext2).
+# keep size, punch hole, zero range), copy_file_range, and a 5 GiB sparse file (triple-indirect blocks on 4 KiB ext2).
 source "$(dirname "$0")/../lib/common.sh"
 make_image 256M
 mount_vnopfs
@@ -55,10 +55,23 @@ assert os.fstat(fd2).st_blocks < before
 got = os.pread(fd2, 1 << 20, 0)
 assert got[:8192] == b"C" * 8192 and got[8192:8192 + 12288] == b"\0" * 12288 and got[8192 + 12288:] == b"C" * ((1 << 20) - 20480)
 assert os.lseek(fd2, 8192, os.SEEK_HOLE) == 8192
-# an unsupported mode is EOPNOTSUPP, never EINVAL
+# ZERO_RANGE: zeros, every block of the range mapped again (the punched hole too), the size kept with
+# KEEP_SIZE and grown to the range's end without it
 ZERO_RANGE = 0x10
-r = libc.fallocate(fd2, ZERO_RANGE, 0, 4096)
-assert r == 0 or ctypes.get_errno() == 95, ctypes.get_errno()
+assert libc.fallocate(fd2, ZERO_RANGE | KEEP, 4096 + 100, 30000) == 0, ctypes.get_errno()
+got = os.pread(fd2, 1 << 20, 0)
+want = b"C" * (4096 + 100) + b"\0" * 30000
+want += b"C" * ((1 << 20) - len(want))
+assert os.fstat(fd2).st_size == 1 << 20
+assert got == want, "zero range inside EOF"
+assert os.lseek(fd2, 0, os.SEEK_HOLE) == 1 << 20, os.lseek(fd2, 0, os.SEEK_HOLE)
+assert libc.fallocate(fd2, ZERO_RANGE, (1 << 20) - 10, 8192) == 0, ctypes.get_errno()
+assert os.fstat(fd2).st_size == (1 << 20) - 10 + 8192, os.fstat(fd2).st_size
+assert os.pread(fd2, 8192 + 20, (1 << 20) - 20) == b"C" * 10 + b"\0" * 8192
+assert os.lseek(fd2, (1 << 20) - 10, os.SEEK_HOLE) == (1 << 20) - 10 + 8192
+# a mode neither the kernel's FUSE nor ext2 serves (INSERT_RANGE) is EOPNOTSUPP, never EINVAL
+r = libc.fallocate(fd2, 0x20, 0, 4096)
+assert r == -1 and ctypes.get_errno() == 95, ctypes.get_errno()
 os.close(fd2)
 
 # copy_file_range

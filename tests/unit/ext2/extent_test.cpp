@@ -363,6 +363,72 @@ TEST_CASE("extent: the extent cache forgets what truncate and punch hole free, a
   CHECK((debugfs_cat(im.img, "/g") == gmodel));
 }
 
+// FALLOC_FL_ZERO_RANGE (xfstests generic/008, 009 and others): the range reads as zeros, partial blocks
+// keep their other bytes, every block of the range is mapped afterwards (later writes allocate nothing),
+// KEEP_SIZE keeps the size and without it the file grows to the range's end.
+TEST_CASE("extent: FALLOC_FL_ZERO_RANGE zeros, maps and sizes like Linux", "[ext2][extent][zero_range]") {
+  image_config c = GENERATE(image_config{1024, 128, true, true}, image_config{4096, 256, true, true});
+  INFO(c.label());
+  const uint64_t bs = c.block_size;
+  image im(c, 8192, "-m 0");
+  const uint64_t nb = 12 + bs / 4 + 20;  // into the indirect range
+  std::string fmodel = pattern(nb * bs, 7);
+  std::vector<int64_t> fmap;
+  {
+    mounted m(im.img);
+    REQUIRE(m.mount_error() == 0);
+    vnode* f = m.vget(ino_of(im.img, "/f"));
+    REQUIRE(vwrite(f, 0, fmodel, IO_UNIT) == 0);
+    // A hole in the middle of what will be zeroed: it must be mapped afterwards too.
+    REQUIRE(vallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(15 * bs),
+                      static_cast<off_t>(3 * bs)) == 0);
+    fmodel.replace(15 * bs, 3 * bs, std::string(3 * bs, '\0'));
+    REQUIRE(blockmap_of(f, c.block_size, nb)[16] == -1);
+
+    // Inside EOF, from the middle of block 5 across the indirect boundary to the middle of block 20.
+    const uint64_t zoff = 5 * bs + 100, zlen = 15 * bs + 7;
+    REQUIRE(vallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(zoff),
+                      static_cast<off_t>(zlen)) == 0);
+    fmodel.replace(zoff, zlen, std::string(zlen, '\0'));
+    std::string got;
+    REQUIRE(vread(f, 0, nb * bs, &got) == 0);
+    CHECK((got == fmodel));
+    std::vector<int64_t> map = blockmap_of(f, c.block_size, nb);
+    for (uint64_t l = 0; l < nb; l++) {
+      INFO("logical block " << l);
+      CHECK(map[l] > 0);
+    }
+    CHECK(vsize(f) == nb * bs);
+
+    // KEEP_SIZE past EOF: nothing past EOF is kept (block-mapped ext2), the size stays.
+    REQUIRE(vallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>((nb - 1) * bs + 10),
+                      static_cast<off_t>(4 * bs)) == 0);
+    fmodel.replace((nb - 1) * bs + 10, bs - 10, std::string(bs - 10, '\0'));
+    CHECK(vsize(f) == nb * bs);
+
+    // Without KEEP_SIZE: the file grows to the end of the range, mapped and zeros.
+    REQUIRE(vallocate(f, FALLOC_FL_ZERO_RANGE, static_cast<off_t>(nb * bs - 5), static_cast<off_t>(2 * bs)) == 0);
+    fmodel.replace(nb * bs - 5, 5, std::string(5, '\0'));
+    fmodel.resize(nb * bs - 5 + 2 * bs, '\0');
+    CHECK(vsize(f) == fmodel.size());
+    const uint64_t nb2 = (fmodel.size() + bs - 1) / bs;
+    map = blockmap_of(f, c.block_size, nb2);
+    for (uint64_t l = nb - 1; l < nb2; l++) {
+      INFO("logical block " << l);
+      CHECK(map[l] > 0);
+    }
+    REQUIRE(vread(f, 0, fmodel.size(), &got) == 0);
+    CHECK((got == fmodel));
+    REQUIRE(vfsync(f) == 0);
+    fmap = blockmap_of(f, c.block_size, nb2);
+    vnode_put(f);
+    REQUIRE(m.unmount() == 0);
+  }
+  check_fsck(im.img);
+  check_same_map(fmap, read_disk_map(im.img, "/f"));
+  CHECK((debugfs_cat(im.img, "/f") == fmodel));
+}
+
 // generic/103: statfs's f_bavail is a promise that one file can take that many bytes. ext2 maps a file's
 // blocks through indirect blocks the free count does not show, so f_bavail leaves room for them: a
 // fallocate of exactly f_bavail blocks into an empty file succeeds, for a caller without the root reserve.
