@@ -8,7 +8,10 @@
 // FALLOC_FL_ZERO_RANGE is a punch followed by a preallocation of the same range: with no unwritten extents
 // the range is made zeros the only way ext2 can, partial blocks zeroed in place and whole blocks freed and
 // allocated again zeroed, so that it reads as zeros and, as Linux promises, later writes into it need no
-// allocation. Not atomic: an ENOSPC in the preallocation leaves the range zeros (holes) and returns it.
+// allocation. The whole blocks move: the freed ones return to the bitmap only after the next device flush
+// (deferred frees, docs/durability.md rule 6), so the new ones are others, and near a full filesystem the
+// allocation's ENOSPC path releases the deferred ones and retries. Not atomic: an ENOSPC that remains
+// leaves the range zeros (holes) and is returned.
 #include <linux/falloc.h>
 
 #include <new>
