@@ -5,6 +5,7 @@
 // -timeout) is a bug; errors (EIO for damage, a refused mount) are the expected answers.
 // Two drivers call it (tests/fuzz/meson.build): libFuzzer (-Dfuzz=true under clang; scripts/fuzz) and
 // fuzz_smoke (smoke.cpp, every build; tests/fuzz/smoke.sh in scripts/test).
+#include <linux/falloc.h>
 #include <sys/stat.h>
 
 #include <cstddef>
@@ -159,6 +160,25 @@ void write_a_little(vnode* root) {
       vn_exclusive l(vp);
       (void)VNOP_SETATTR(vp, &sa, K());
     }
+    // Paths the walk never takes: fallocate (allocate, punch, zero range), a write and a read that bypass
+    // the cache (IO_NOCACHE, as O_DIRECT), and an fsync (the ordered data-then-metadata path).
+    for (int mode : {0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE}) {
+      vn_exclusive l(vp);
+      (void)VNOP_ALLOCATE(vp, mode, 1000, 30000, K());
+    }
+    {
+      std::string blk(4096, 'd');
+      uio u(blk.data(), blk.size(), 8192, UIO_WRITE);
+      vn_exclusive l(vp);
+      (void)VNOP_WRITE(vp, &u, IO_NOCACHE, K());
+    }
+    {
+      std::string blk(4096, 0);
+      uio u(blk.data(), blk.size(), 8192, UIO_READ);
+      vn_shared l(vp);
+      (void)VNOP_READ(vp, &u, IO_NOCACHE, K());
+    }
+    (void)VNOP_FSYNC(vp, MNT_WAIT, K());
     vnode_put(vp);
   }
   va.va_mode = S_IFDIR | 0755;

@@ -2,7 +2,7 @@
 # tests/fuzz/make_seeds.sh DIR: the fuzzers' own seed images, made with mke2fs (never e2fsprogs' GPL test
 # images): 12 populated images, one per layout (block size 1K/4K x inode size 128/256 x default, no
 # resize_inode, no dir_index), with files of a few sizes, an indirect file, a file with holes, a directory
-# of 40 entries, fast and slow symlinks, a fifo and xattrs; and an empty 1K-block filesystem. Used by
+# of 40 entries, fast and slow symlinks, a fifo, xattrs and POSIX ACLs; and an empty 1K-block filesystem. Used by
 # scripts/fuzz (the libFuzzer run) and tests/fuzz/smoke.sh (the smoke run in scripts/test). DIR is
 # created whole or not at all (made in DIR.new, then renamed).
 set -euo pipefail
@@ -23,6 +23,10 @@ ln -s f1 "$tmp/src/link"; ln -s "$(printf 'x%.0s' $(seq 100))" "$tmp/src/d/longl
 mkfifo "$tmp/src/fifo"
 setfattr -n user.a -v hello "$tmp/src/f1" 2>/dev/null || true
 setfattr -n user.big -v "$(printf 'y%.0s' $(seq 300))" "$tmp/src/f2" 2>/dev/null || true
+# POSIX ACLs (system.posix_acl_access / _default xattrs, parsed by vnops/ext2/acl.cpp): an access ACL and
+# a default one; skipped without setfacl.
+setfacl -m u:1000:rw,g:100:r "$tmp/src/f3" 2>/dev/null || true
+setfacl -d -m u:1000:rwx "$tmp/src/d" 2>/dev/null || true
 # Fixed times where they can be fixed: atime and mtime, and mke2fs's own (E2FSPROGS_FAKE_TIME).
 find "$tmp/src" -exec touch -h -d @1700000000 {} +
 export E2FSPROGS_FAKE_TIME=1700000000
