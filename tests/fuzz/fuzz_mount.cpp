@@ -230,6 +230,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mp->mnt_device = dev.get();
   mount_args args;
   args.cache_bytes = 4u << 20;
+  args.posix_acl = true;  // as the daemon mounts (-o acl is its default): ACLs are loaded with each inode
   if (VFS_MOUNT(mp.get(), args, vfs_context::kernel()) != 0) return 0;
   vnode* root = nullptr;
   if (VFS_ROOT(mp.get(), &root, vfs_context::kernel()) == 0) {
