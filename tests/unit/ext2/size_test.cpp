@@ -81,6 +81,7 @@ TEST_CASE("truncate: down frees blocks and zeroes the tail, up reads zeros", "[e
   CHECK(dumpe2fs_field(f.img, "Free blocks") == free_before + file_blocks);  // data and indirect blocks back
 }
 
+// ZERO_RANGE has its own test ([zero_range], extent_test.cpp).
 TEST_CASE("fallocate: modes 0 and KEEP_SIZE allocate zeroed blocks; PUNCH_HOLE frees; others EOPNOTSUPP", "[ext2][size]") {
   image_config c = GENERATE(image_config{1024, 256, true, true}, image_config{4096, 128, false, false});
   INFO(c.label());
@@ -96,7 +97,8 @@ TEST_CASE("fallocate: modes 0 and KEEP_SIZE allocate zeroed blocks; PUNCH_HOLE f
     REQUIRE(vfsync(vp) == 0);
     REQUIRE(vtruncate(vp, 100000) == 0);
     CHECK(vallocate(vp, FALLOC_FL_COLLAPSE_RANGE, 0, 4096) == EOPNOTSUPP);
-    CHECK(vallocate(vp, FALLOC_FL_ZERO_RANGE, 0, 4096) == EOPNOTSUPP);
+    CHECK(vallocate(vp, FALLOC_FL_INSERT_RANGE, 0, 4096) == EOPNOTSUPP);
+    CHECK(vallocate(vp, FALLOC_FL_ZERO_RANGE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == EOPNOTSUPP);
     CHECK(vallocate(vp, FALLOC_FL_PUNCH_HOLE, 0, 4096) == EOPNOTSUPP);  // punch needs KEEP_SIZE
     CHECK(vallocate(vp, 0, -1, 10) == EINVAL);
     CHECK(vallocate(vp, 0, 0, 0) == EINVAL);
