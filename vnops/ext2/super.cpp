@@ -502,6 +502,38 @@ int ext2_sync_impl(mount* mp, int waitfor) {
 
 // ---- vfsops
 
+namespace {
+
+bool any_terminating(mount* mp) {
+  std::lock_guard g(mp->mnt_vnode_mutex);
+  for (auto& [id, vp] : mp->mnt_vnodes)
+    if (vp->v_lflag & VL_TERMINATE) return true;
+  return false;
+}
+
+// The sync before a remount read-only. The sync's vnode walk skips a vnode whose last reference is being
+// dropped (VL_TERMINATE): its VNOP_INACTIVE writes it back on its own, and if the mount turned read-only
+// meanwhile that write-back failed with EROFS after its blocks were allocated (integration 32 under load:
+// a block in the bitmap that no inode points to). Writers are stopped (the kernel refuses a remount
+// read-only while a file is open for writing), so it is enough to sync until a pass starts and ends with
+// no vnode in termination and no free queued behind it: a vnode that starts terminating after that was
+// clean at that pass. Bounded: EBUSY after about 10 s of terminations that do not end.
+int sync_for_readonly(mount* mp) {
+  ext2_mount* m = ext2_mount_of(mp);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    while (any_terminating(mp)) {
+      if (std::chrono::steady_clock::now() > deadline) return EBUSY;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    TRY(ext2_sync_impl(mp, MNT_WAIT));
+    if (!any_terminating(mp) && !ext2_pending_frees(m)) return 0;
+    if (std::chrono::steady_clock::now() > deadline) return EBUSY;
+  }
+}
+
+}  // namespace
+
 // MNT_UPDATE (mount_args::update): remount read-only or read-write.
 int ext2_update_impl(mount* mp, bool rdonly) {
   ext2_mount* m = ext2_mount_of(mp);
@@ -510,7 +542,7 @@ int ext2_update_impl(mount* mp, bool rdonly) {
     // Flush while still writable (inode updates, pending inodes, the superblock), refuse further writes,
     // then write the clean state as unmount does (the caller has stopped the writers: the kernel's side of
     // the remount refuses files open for writing).
-    if (int err = ext2_sync_impl(mp, MNT_WAIT)) return err;
+    if (int err = sync_for_readonly(mp)) return err;
     m->m_rdonly = true;
     {
       std::lock_guard g(m->m_sb_lock);
