@@ -84,7 +84,7 @@ enum : int { VNODE_READ = 0x1, VNODE_WRITE = 0x2 };
 // xattr options
 enum : int { XATTR_OPT_CREATE = 0x1, XATTR_OPT_REPLACE = 0x2 };
 // rename flags: Linux's values
-enum : uint32_t { VNOP_RENAME_NOREPLACE = 1u << 0, VNOP_RENAME_EXCHANGE = 1u << 1 };
+enum : uint32_t { VNOP_RENAME_NOREPLACE = 1u << 0, VNOP_RENAME_EXCHANGE = 1u << 1, VNOP_RENAME_WHITEOUT = 1u << 2 };
 // ioctl commands
 enum : unsigned long { FIOSEEKDATA = 1, FIOSEEKHOLE = 2 };  // a_data: off_t* in (start) / out (result)
 // chattr(1) flags, Linux's FS_*_FL bits (ext2's i_flags); a_data: uint32_t* out / in. SETFLAGS: EPERM unless

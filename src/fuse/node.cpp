@@ -258,15 +258,16 @@ int do_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   frontend& f = fe(req);
   int err = 0;
   if (!name_ok(f, name, &err) || !name_ok(f, newname, &err)) return err;
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;  // RENAME_WHITEOUT: not in ext2
-  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return EINVAL;
+  if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT))) return EINVAL;
   vfs_context ctx = make_context(req, true);
   iocount_ref fdvp, tdvp;
   TRY(f.inodes->get(parent, fdvp.out()));
   TRY(f.inodes->get(newparent, tdvp.out()));
   componentname fcn = cn_of(name), tcn = cn_of(newname);
   uint32_t vflags = ((flags & RENAME_NOREPLACE) ? uint32_t{VNOP_RENAME_NOREPLACE} : 0u) |
-                    ((flags & RENAME_EXCHANGE) ? uint32_t{VNOP_RENAME_EXCHANGE} : 0u);
+                    ((flags & RENAME_EXCHANGE) ? uint32_t{VNOP_RENAME_EXCHANGE} : 0u) |
+                    ((flags & RENAME_WHITEOUT) ? uint32_t{VNOP_RENAME_WHITEOUT} : 0u);
   // The filesystem checks under its locks that the names still name what we looked up: ESTALE (target
   // changed) or ENOENT (source changed) while the source still exists means "look up again".
   for (int attempt = 0; attempt < 100; attempt++) {

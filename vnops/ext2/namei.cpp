@@ -145,13 +145,7 @@ int make_node(vnode* dvp, const componentname* cnp, const new_node& n, const vfs
     if (err && isdir) (void)add_links(dp, -1, false);
   }
   if (err) {
-    // Never named: links 0 lets inactive free the inode and whatever blocks it got.
-    {
-      std::lock_guard g(ip->i_lock);
-      ip->i_di.base.i_links_count = 0;
-      ip->i_dirty = true;
-    }
-    vnode_put(vp);
+    ext2_discard_unnamed(vp);
     return err;
   }
   ext2_note_new_name(ip, dp);
@@ -162,6 +156,36 @@ int make_node(vnode* dvp, const componentname* cnp, const new_node& n, const vfs
 int bad_alloc_boundary() { return ENOMEM; }
 
 }  // namespace
+
+void ext2_discard_unnamed(vnode* vp) {
+  ext2_inode_info* ip = VTOI(vp);
+  {
+    // Never named: links 0 lets inactive free the inode and whatever blocks it got.
+    std::lock_guard g(ip->i_lock);
+    ip->i_di.base.i_links_count = 0;
+    ip->i_dirty = true;
+  }
+  vnode_put(vp);
+}
+
+int ext2_make_whiteout(ext2_inode_info* dp, const vfs_context& ctx, vnode** vpp) {
+  uid_t uid;
+  gid_t gid;
+  mode_t mode;
+  {
+    std::lock_guard g(dp->i_lock);
+    mode = ext2_inherit_owner(dp, S_IFCHR, ctx, &uid, &gid);  // Linux's WHITEOUT_MODE: no permission bits
+  }
+  vnode* vp;
+  TRY(ext2_ialloc(dp->i_mnt, dp, mode, uid, gid, &vp));
+  new_node n{mode, 0, {}};  // WHITEOUT_DEV: device 0:0
+  if (int err = init_node(dp, VTOI(vp), n, ctx)) {
+    ext2_discard_unnamed(vp);
+    return err;
+  }
+  *vpp = vp;
+  return 0;
+}
 
 int ext2_check_name(const componentname* cnp) {
   if (cnp->cn_namelen > EXT2_NAME_LEN) return ENAMETOOLONG;

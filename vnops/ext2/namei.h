@@ -28,4 +28,14 @@ int ext2_unlink_name(ext2_inode_info* dp, ext2_inode_info* ip, std::string_view 
 // bdwrite. Inactive frees it at the last reference. [caller holds no i_lock]
 int ext2_dir_orphan(ext2_inode_info* ip);
 
+// A rename's whiteout (RENAME_WHITEOUT, as overlayfs uses it): a new character device 0:0 with no
+// permission bits, owned as a new inode in dp would be (setgid directories included; no ACL), its link
+// count 1 written synchronously, and no name yet: the caller points the renamed entry at it, or hands it
+// to ext2_discard_unnamed. *vpp comes back with an iocount. ENOSPC (no free inode), EIO. [dp locked E]
+int ext2_make_whiteout(ext2_inode_info* dp, const vfs_context& ctx, vnode** vpp);
+
+// Drops an inode that was allocated but never named: links 0, and the last reference (this put, unless
+// another holder has one) frees it and its blocks.
+void ext2_discard_unnamed(vnode* vp);
+
 }  // namespace vnopfs::ext2

@@ -1,4 +1,5 @@
-// rename.cpp: VNOP_RENAME, plain, RENAME_NOREPLACE and RENAME_EXCHANGE, with Linux's errors.
+// rename.cpp: VNOP_RENAME, plain, RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT, with Linux's
+// errors.
 //
 // Locking: the VNOP comes with no vnode lock held (vnop.def column X). Renames are serialized by the
 // mount's rename lock, which also keeps every directory's ".." still while we walk up from the target
@@ -11,7 +12,9 @@
 //
 // Write order (docs/design.md, "Durability without a journal"): the new name is written (synchronously) before the old one is removed, so
 // a crash leaves two names (e2fsck fixes the link count), never none; a directory's parent gains its link
-// before the entry and loses it after.
+// before the entry and loses it after. A whiteout inode is written (links 1) before anything else, and the
+// old entry is pointed at it where a plain rename removes it: a crash before that leaves an unnamed inode,
+// which e2fsck puts in lost+found.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -105,6 +108,8 @@ struct rename_ctx {
   ext2_inode_info *fdp, *fip, *tdp, *tip;  // tip nullptr when the target is absent
   std::string_view fname, tname;
   const vfs_context* ctx;
+  ext2_inode_info* wip = nullptr;  // RENAME_WHITEOUT: the whiteout the old name is left naming
+  bool* wnamed = nullptr;          // set once the old name names wip (it must no longer be discarded)
   bool cross() const { return fdp != tdp; }
 };
 
@@ -145,10 +150,16 @@ int do_plain(const rename_ctx& r) {
     return err;
   }
   ext2_note_new_name(r.fip, r.tdp);
-  // 2. The old name goes (looked up again: the add may have split the record before it).
+  // 2. The old name goes, or names the whiteout (looked up again: the add may have split the record
+  // before it).
   dir_pos fpos;
   TRY(ext2_unlink_name(r.fdp, r.fip, r.fname, &fpos));
-  TRY(ext2_dir_remove(r.fdp, fpos));
+  if (r.wip) {
+    TRY(ext2_dir_retarget(r.fdp, fpos, r.wip->i_ino, S_IFCHR, true));
+    *r.wnamed = true;
+  } else {
+    TRY(ext2_dir_remove(r.fdp, fpos));
+  }
   TRY(touch_ctime(r.fip));
   // 3. Parents and the replaced inode.
   if (fdir && r.cross()) {
@@ -250,15 +261,31 @@ int rename_locked(const rename_ctx& r, uint32_t flags) {
   TRY(check_trap(r, exchange));
   if (r.fip == r.tip) return 0;  // two names of one inode: nothing to do (POSIX)
   TRY(check_access(r, exchange));
-  return exchange ? do_exchange(r) : do_plain(r);
+  if (exchange) return do_exchange(r);
+  if (!(flags & VNOP_RENAME_WHITEOUT)) return do_plain(r);
+  TRY(check_plain(r, S_ISDIR(mode_of(r.fip))));  // before an inode is spent on the whiteout
+  TRY(ext2_check_writable(r.fdp->i_mnt));
+  vnode* wvp;
+  TRY(ext2_make_whiteout(r.fdp, *r.ctx, &wvp));
+  bool named = false;
+  rename_ctx rw = r;
+  rw.wip = VTOI(wvp);
+  rw.wnamed = &named;
+  int err = do_plain(rw);
+  if (named) {
+    vnode_put(wvp);
+  } else {
+    ext2_discard_unnamed(wvp);
+  }
+  return err;
 }
 
 }  // namespace
 
 int ext2_vnop_rename(vnop_rename_args* ap) try {
   const uint32_t flags = ap->a_flags;
-  if (flags & ~uint32_t(VNOP_RENAME_NOREPLACE | VNOP_RENAME_EXCHANGE)) return EINVAL;
-  if ((flags & VNOP_RENAME_NOREPLACE) && (flags & VNOP_RENAME_EXCHANGE)) return EINVAL;
+  if (flags & ~uint32_t(VNOP_RENAME_NOREPLACE | VNOP_RENAME_EXCHANGE | VNOP_RENAME_WHITEOUT)) return EINVAL;
+  if ((flags & VNOP_RENAME_EXCHANGE) && (flags & (VNOP_RENAME_NOREPLACE | VNOP_RENAME_WHITEOUT))) return EINVAL;
   TRY(ext2_check_name(ap->a_fcnp));
   TRY(ext2_check_name(ap->a_tcnp));
   std::string_view fname = ap->a_fcnp->name(), tname = ap->a_tcnp->name();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Namespace: hard links, fast and slow symlinks, rename over files and directories, RENAME_NOREPLACE and
-# RENAME_EXCHANGE, xattrs, open-unlinked files, fifos, sockets and device nodes, long names, and a
-# directory of 50,000 entries (readdir offsets under deletion).
+# Namespace: hard links, fast and slow symlinks, rename over files and directories, RENAME_NOREPLACE,
+# RENAME_EXCHANGE and RENAME_WHITEOUT, xattrs, open-unlinked files, fifos, sockets and device nodes, long
+# names, and a directory of 50,000 entries (readdir offsets under deletion).
 source "$(dirname "$0")/../lib/common.sh"
 make_image 256M -N 120000
 mount_vnopfs
@@ -78,6 +78,26 @@ renameat2(j("c2"), j("d2"), EXCHANGE)
 assert os.path.isdir(j("c2")) and open(j("d2")).read() == "A"
 assert os.stat(j("c2", "moved", "..")).st_ino == os.stat(j("c2")).st_ino
 expect(errno.ENOENT, renameat2, j("b"), j("nothere"), EXCHANGE)
+# RENAME_WHITEOUT (overlayfs's): the old name is left naming a character device 0:0 without permission
+# bits; a file over an existing name, and a directory across directories
+WHITEOUT = 4
+open(j("wsrc"), "w").write("W")
+open(j("wold"), "w").write("old")
+ino = os.stat(j("wsrc")).st_ino
+expect(errno.EINVAL, renameat2, j("wsrc"), j("wold"), WHITEOUT | EXCHANGE)
+expect(errno.EEXIST, renameat2, j("wsrc"), j("wold"), WHITEOUT | NOREPLACE)
+renameat2(j("wsrc"), j("wold"), WHITEOUT)
+st = os.lstat(j("wsrc"))
+assert stat.S_ISCHR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0 and st.st_rdev == 0, st
+assert st.st_ino != ino and st.st_nlink == 1, st
+assert open(j("wold")).read() == "W" and os.stat(j("wold")).st_ino == ino
+os.mkdir(j("wdir"))
+open(j("wdir", "x"), "w").write("x")
+links = os.stat(d).st_nlink
+renameat2(j("wdir"), j("sub", "wdir"), WHITEOUT | NOREPLACE)
+assert stat.S_ISCHR(os.lstat(j("wdir")).st_mode)
+assert open(j("sub", "wdir", "x")).read() == "x"
+assert os.stat(d).st_nlink == links - 1 and os.stat(j("sub", "wdir", "..")).st_ino == os.stat(j("sub")).st_ino
 
 # xattrs
 os.setxattr(j("b"), "user.color", b"blue")

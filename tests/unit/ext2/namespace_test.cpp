@@ -294,6 +294,84 @@ TEST_CASE("rename: files, directories, replacement, NOREPLACE, EXCHANGE, subtree
   }
 }
 
+TEST_CASE("rename with WHITEOUT leaves a character device 0:0 at the old name", "[ns][rename][whiteout]") {
+  for (const char* cfg : {"-b 1024", "-b 4096 -O ^filetype"}) {
+    INFO(cfg);
+    path_fs fs(cfg);
+    REQUIRE(fs.mkdir("a") == 0);
+    REQUIRE(fs.mkdir("b") == 0);
+    REQUIRE(fs.create("a/f") == 0);
+    REQUIRE(fs.write("a/f", 0, "F") == 0);
+    REQUIRE(fs.create("b/old") == 0);
+    REQUIRE(fs.mkdir("a/d") == 0);
+    REQUIRE(fs.create("a/d/inner") == 0);
+    vnode_attr fva;
+    REQUIRE(fs.getattr("a/f", &fva) == 0);
+
+    CHECK(fs.rename("a/f", "b/old", VNOP_RENAME_WHITEOUT | VNOP_RENAME_EXCHANGE) == EINVAL);
+    CHECK(fs.rename("a/f", "b/old", VNOP_RENAME_WHITEOUT | VNOP_RENAME_NOREPLACE) == EEXIST);
+    CHECK(fs.rename("a/f", "a/d", VNOP_RENAME_WHITEOUT) == EISDIR);
+    CHECK(fs.rename("a/none", "b/x", VNOP_RENAME_WHITEOUT) == ENOENT);
+    // a file, across directories, over an existing file
+    REQUIRE(fs.rename("a/f", "b/old", VNOP_RENAME_WHITEOUT) == 0);
+    std::string s;
+    REQUIRE(fs.read("b/old", &s) == 0);
+    CHECK(s == "F");
+    vnode_attr va;
+    REQUIRE(fs.getattr("b/old", &va) == 0);
+    CHECK(va.va_fileid == fva.va_fileid);
+    REQUIRE(fs.getattr("a/f", &va) == 0);
+    CHECK(va.va_mode == S_IFCHR);  // no permission bits: Linux's WHITEOUT_MODE
+    CHECK(va.va_rdev == makedev(0, 0));
+    CHECK(va.va_nlink == 1);
+    CHECK(va.va_fileid != fva.va_fileid);
+    auto e = listing(fs, "a");
+    CHECK(e["f"].type == DT_CHR);
+    // a directory, across directories, with NOREPLACE: links move as in a plain rename
+    REQUIRE(fs.rename("a/d", "b/d", VNOP_RENAME_WHITEOUT | VNOP_RENAME_NOREPLACE) == 0);
+    CHECK(nlink(fs, "a") == 2);
+    CHECK(nlink(fs, "b") == 3);
+    REQUIRE(fs.getattr("a/d", &va) == 0);
+    CHECK(va.va_mode == S_IFCHR);
+    vnode_attr bva;
+    REQUIRE(fs.getattr("b", &bva) == 0);
+    e = listing(fs, "b/d");
+    CHECK(e[".."].ino == bva.va_fileid);
+    CHECK(e.count("inner") == 1);
+    // in one directory: a whiteout can itself be renamed with a whiteout
+    REQUIRE(fs.rename("a/f", "a/f2", VNOP_RENAME_WHITEOUT) == 0);
+    REQUIRE(fs.getattr("a/f2", &va) == 0);
+    CHECK(va.va_mode == S_IFCHR);
+    REQUIRE(fs.getattr("a/f", &va) == 0);
+    CHECK(va.va_mode == S_IFCHR);
+    finish(fs);
+    std::string st = stat_of(fs.image(), "/a/d");
+    CHECK(st.find("Type: character special") != std::string::npos);
+    CHECK(st.find("Links: 1") != std::string::npos);
+    CHECK(debugfs(fs.image(), "cat /b/old") == "F");
+  }
+}
+
+TEST_CASE("rename with WHITEOUT and no free inode is ENOSPC and changes nothing", "[ns][rename][whiteout]") {
+  path_fs fs("-b 1024 -N 32", "4M");
+  REQUIRE(fs.create("src") == 0);
+  REQUIRE(fs.write("src", 0, "S") == 0);
+  int err = 0;
+  for (int i = 0; i < 1000 && err == 0; i++) err = fs.create("fill" + std::to_string(i));
+  REQUIRE(err == ENOSPC);
+  CHECK(fs.rename("src", "dst", VNOP_RENAME_WHITEOUT) == ENOSPC);
+  std::string s;
+  REQUIRE(fs.read("src", &s) == 0);
+  CHECK(s == "S");
+  vnode* vp;
+  CHECK(fs.lookup("dst", &vp) == ENOENT);
+  REQUIRE(fs.unlink("fill0") == 0);  // one inode: enough for the whiteout
+  REQUIRE(fs.rename("src", "dst", VNOP_RENAME_WHITEOUT) == 0);
+  REQUIRE(fs.read("dst", &s) == 0);
+  CHECK(s == "S");
+  finish(fs);
+}
+
 TEST_CASE("an open unlinked file stays readable until its last reference", "[ns]") {
   path_fs fs("-b 1024", "8M");
   REQUIRE(fs.create("f") == 0);
