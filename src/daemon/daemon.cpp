@@ -454,6 +454,8 @@ nlohmann::json fs_daemon::stats_json() {
     }
   }
   j["inodes"] = inodes_ ? inodes_->size() : 0;
+  j["page_invalidation"] = {{"done", inval_.done()}, {"timeouts", inval_.timeouts()},
+                            {"long_timeouts", inval_.long_timeouts()}};
   return j;
 }
 

@@ -1,6 +1,7 @@
 // invalidator.cpp: kernel page-cache invalidation off the FUSE workers' path (invalidator.h).
 #include "src/fuse/invalidator.h"
 
+#include <algorithm>
 #include <system_error>
 
 #include "vnopfs/mount.h"
@@ -23,12 +24,45 @@ bool page_invalidator::start(fuse_session* se) {
 }
 
 bool page_invalidator::invalidate(fuse_ino_t ino, off_t off, off_t len, std::chrono::milliseconds wait) {
-  auto r = std::make_shared<request>(request{ino, off, len});
   std::unique_lock g(mu_);
   if (stopping_ || !thread_.joinable()) return false;
-  queue_.push_back(r);
-  work_cv_.notify_one();
+  // A range of the same inode still queued (the thread is blocked on an earlier one) grows to cover this
+  // one too: the queue holds at most one request per inode however many writes arrive meanwhile.
+  std::shared_ptr<request> r;
+  for (auto& q : queue_) {
+    if (q->ino != ino) continue;
+    if (len == 0 || q->len == 0) {
+      q->len = 0;
+    } else {
+      off_t end = std::max(q->off + q->len, off + len);
+      q->len = end - std::min(q->off, off);
+    }
+    q->off = std::min(q->off, off);
+    r = q;
+    break;
+  }
+  if (!r) {
+    r = std::make_shared<request>(request{ino, off, len});
+    queue_.push_back(r);
+    work_cv_.notify_one();
+  }
+  const auto now = std::chrono::steady_clock::now();
+  bool bound = false;
+  if (auto it = writeback_bound_.find(ino); it != writeback_bound_.end()) {
+    if (now - it->second < kWritebackBoundFor) {
+      bound = true;
+      wait = std::min(wait, kShortWait);
+    } else {
+      writeback_bound_.erase(it);
+    }
+  }
   if (done_cv_.wait_for(g, wait, [&] { return r->finished || stopping_; }) && r->finished) return true;
+  if (stopping_) return false;
+  if (!bound) long_timeouts_++;
+  if (writeback_bound_.size() >= 1024) std::erase_if(writeback_bound_, [&](const auto& e) {
+      return now - e.second >= kWritebackBoundFor;
+    });
+  writeback_bound_[ino] = std::chrono::steady_clock::now();
   if (timeouts_++ == 0)
     VLOG_WARN("page invalidation of inode %lu waited more than %lld ms (pages of the range under writeback): "
               "replying without waiting for it (logged once)",
@@ -56,6 +90,11 @@ uint64_t page_invalidator::done() const {
 uint64_t page_invalidator::timeouts() const {
   std::lock_guard g(mu_);
   return timeouts_;
+}
+
+uint64_t page_invalidator::long_timeouts() const {
+  std::lock_guard g(mu_);
+  return long_timeouts_;
 }
 
 void page_invalidator::loop() {

@@ -9,6 +9,14 @@
 // it, which generic/451 needs); when pages of the range are under writeback the worker replies anyway and
 // the invalidation completes once some worker has answered their FUSE_WRITE.
 //
+// Writeback-bound inodes: with mmap writers and O_DIRECT writers on one file (generic/095, fsx with mapped
+// writes and -Z), the pages of the range are under writeback that the kernel holds back until the O_DIRECT
+// write completes, and that completion is our reply: the invalidation cannot finish before the reply, and
+// the wait always ran out. The first such timeout marks the inode; for kWritebackBoundFor after the last
+// timeout, invalidations of that inode wait only kShortWait (the kernel invalidates after a synchronous
+// O_DIRECT write itself; an asynchronous one's readers see the pages dropped as soon as the kernel lets
+// the invalidation through). generic/095 idled in 200 ms timeouts, one O_DIRECT write after another: 171 s.
+//
 // Owner: the daemon (fs_daemon), from the FUSE session's creation to its unmount: start() after the
 // session exists, stop() after the session loop ended and before fuse_session_unmount, join() after it.
 // Locks: mu_ guards the queue and each request's state; notify is called with no lock held.
@@ -21,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "src/fuse/frontend.h"
 
@@ -31,15 +40,19 @@ class page_invalidator {
   ~page_invalidator();  // stop() and join()
   // Starts the thread. false if it cannot be created (then invalidate() does nothing).
   bool start(fuse_session* se);
-  // Invalidates [off, off + len) of ino's pages (len 0: to the end), waiting at most `wait` for it.
-  // Returns true if it completed within the wait.
+  static constexpr std::chrono::milliseconds kShortWait{1};
+  static constexpr std::chrono::seconds kWritebackBoundFor{5};
+  // Invalidates [off, off + len) of ino's pages (len 0: to the end), waiting at most `wait` for it (at most
+  // kShortWait for a writeback-bound inode). A request of the same inode still queued is widened to cover
+  // the range instead. Returns true if it completed within the wait.
   bool invalidate(fuse_ino_t ino, off_t off, off_t len, std::chrono::milliseconds wait);
   // No new work; queued ranges are dropped (no reader is left to see them); waiters are released.
   void stop();
   // Waits for the thread (after fuse_session_unmount, which ends any invalidation blocked in the kernel).
   void join();
   uint64_t done() const;
-  uint64_t timeouts() const;
+  uint64_t timeouts() const;        // waits that ran out, short ones included
+  uint64_t long_timeouts() const;   // waits of the full `wait` that ran out (inode not yet writeback-bound)
 
  private:
   struct request {
@@ -54,7 +67,9 @@ class page_invalidator {
   std::condition_variable work_cv_, done_cv_;
   std::deque<std::shared_ptr<request>> queue_;  // [mu_]
   bool stopping_ = false;                       // [mu_]
-  uint64_t done_ = 0, timeouts_ = 0;            // [mu_]
+  uint64_t done_ = 0, timeouts_ = 0, long_timeouts_ = 0;  // [mu_]
+  // Writeback-bound inodes and the time of their last timeout. [mu_]
+  std::unordered_map<fuse_ino_t, std::chrono::steady_clock::time_point> writeback_bound_;
   std::thread thread_;
 };
 
