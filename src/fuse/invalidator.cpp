@@ -56,13 +56,22 @@ bool page_invalidator::invalidate(fuse_ino_t ino, off_t off, off_t len, std::chr
       writeback_bound_.erase(it);
     }
   }
-  if (done_cv_.wait_for(g, wait, [&] { return r->finished || stopping_; }) && r->finished) return true;
+  // Another waiter finding the inode writeback-bound meanwhile ends this wait too.
+  auto marked_since = [&] {
+    auto it = writeback_bound_.find(ino);
+    return it != writeback_bound_.end() && it->second > now;
+  };
+  if (done_cv_.wait_for(g, wait, [&] { return r->finished || stopping_ || (!bound && marked_since()); }) &&
+      r->finished)
+    return true;
   if (stopping_) return false;
-  if (!bound) long_timeouts_++;
+  const bool first = !bound && !marked_since();
+  if (first) long_timeouts_++;
   if (writeback_bound_.size() >= 1024) std::erase_if(writeback_bound_, [&](const auto& e) {
       return now - e.second >= kWritebackBoundFor;
     });
   writeback_bound_[ino] = std::chrono::steady_clock::now();
+  if (first) done_cv_.notify_all();
   if (timeouts_++ == 0)
     VLOG_WARN("page invalidation of inode %lu waited more than %lld ms (pages of the range under writeback): "
               "replying without waiting for it (logged once)",
