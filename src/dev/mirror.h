@@ -5,7 +5,10 @@
 //   once, when the last child has. One child succeeding is success (bytes: the least any member did); a
 //   member whose child fails leaves service ("failed": the array is degraded) with one log line, and gets
 //   no more requests. Every member failing gives EIO (or the members' common request error, EINVAL or
-//   ENOMEM, which says nothing about a member's health and takes none out of service).
+//   ENOMEM, which says nothing about a member's health and takes none out of service). Overlapping writes
+//   in flight at once are not ordered between members (md's RAID-1 does not either): each member may apply
+//   them in another order. The buffer cache never issues them (a block is busy while it is written); two
+//   processes' overlapping O_DIRECT writes can, and then the members may differ in that range.
 // - read goes to one member in service: the one whose last read ended where this one starts (a
 //   sequential stream stays on one member's read-ahead), else the one with the fewest reads in flight,
 //   round-robin among equals. A failed read takes that member out of service and is tried on the next one;
