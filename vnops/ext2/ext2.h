@@ -314,8 +314,9 @@ struct timespec ext2_now();
 // or dtime set) not live in core, EIO + log line for a corrupt inode (bad type, extents flag...).
 int ext2_iget(ext2_mount* m, uint32_t ino, vnode** vpp);
 // Allocates an inode near `dir` (Orlov-lite: directories spread over groups, files in the parent's group),
-// initialises it (mode, uid, gid as given; links 0; times now; generation; i_extra_isize for large
-// inodes), writes it to its inode-table buffer, and returns its vnode with an iocount, i_dirty false.
+// initialises it (mode, uid, gid as given; the chattr flags dir passes down; links 0; times now; generation;
+// i_extra_isize for large inodes), writes it to its inode-table buffer, and returns its vnode with an
+// iocount, i_dirty false. [i_lock] of dir: not held by the caller.
 // The caller sets i_links_count and calls ext2_iupdate; if it gives up instead, vnode_put frees the inode
 // (inactive sees links 0). ENOSPC when no inode is free. dir may be nullptr (then group 0's rotor).
 int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid_t gid, vnode** vpp);
@@ -478,6 +479,9 @@ int ext2_flags_may_delete(ext2_inode_info* dp, ext2_inode_info* ip);
 int ext2_flags_may_link(ext2_inode_info* ip);
 int ext2_getflags(ext2_inode_info* ip, uint32_t* flagsp);
 int ext2_setflags(ext2_inode_info* ip, uint32_t flags, const vfs_context& ctx);
+// The flags a new inode of type mode gets from dir (Linux's ext2_mask_flags over EXT2_FL_INHERITED).
+// [i_lock] of dir taken inside.
+uint32_t ext2_inherited_flags(ext2_inode_info* dir, mode_t mode);
 // Owner and gid of a new inode in dir (setgid directories pass on their group and, to subdirectories,
 // S_ISGID); mode_strip_sgid for a setgid+group-exec non-directory created by a non-member. Returns mode.
 mode_t ext2_inherit_owner(const ext2_inode_info* dir, mode_t mode, const vfs_context& ctx, uid_t* uid,

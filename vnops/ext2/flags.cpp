@@ -43,6 +43,12 @@ int ext2_vnop_open(vnop_open_args* ap) {
   return 0;
 }
 
+uint32_t ext2_inherited_flags(ext2_inode_info* dir, mode_t mode) {
+  const uint32_t fl = flags_of(dir) & EXT2_FL_INHERITED;
+  if (S_ISDIR(mode)) return fl;
+  return fl & (S_ISREG(mode) ? EXT2_REG_FLMASK : EXT2_OTHER_FLMASK);
+}
+
 int ext2_getflags(ext2_inode_info* ip, uint32_t* flagsp) {
   *flagsp = flags_of(ip) & kUserVisible;
   return 0;

@@ -259,8 +259,17 @@ constexpr uint32_t EXT2_SECRM_FL = 0x00000001;
 constexpr uint32_t EXT2_SYNC_FL = 0x00000008;       // writes are synchronous
 constexpr uint32_t EXT2_IMMUTABLE_FL = 0x00000010;
 constexpr uint32_t EXT2_APPEND_FL = 0x00000020;
+constexpr uint32_t EXT2_NODUMP_FL = 0x00000040;
 constexpr uint32_t EXT2_NOATIME_FL = 0x00000080;
 constexpr uint32_t EXT2_INDEX_FL = 0x00001000;     // hashed directory (dir_index): cleared when we modify it
+constexpr uint32_t EXT2_DIRSYNC_FL = 0x00010000;   // directory changes are synchronous
+constexpr uint32_t EXT2_TOPDIR_FL = 0x00020000;    // the top of a directory hierarchy (Orlov)
+// What a new inode takes from its directory (Linux's EXT2_FL_INHERITED), cut by its type: directories
+// take all, regular files all but DIRSYNC and TOPDIR, other types only NODUMP and NOATIME.
+constexpr uint32_t EXT2_FL_INHERITED = 0x0001C6CF;  // SECRM UNRM COMPR SYNC NODUMP NOATIME COMPRBLK NOCOMPR
+                                                   // JOURNAL_DATA NOTAIL DIRSYNC
+constexpr uint32_t EXT2_REG_FLMASK = ~(EXT2_DIRSYNC_FL | EXT2_TOPDIR_FL);
+constexpr uint32_t EXT2_OTHER_FLMASK = EXT2_NODUMP_FL | EXT2_NOATIME_FL;
 constexpr uint32_t EXT4_EXTENTS_FL = 0x00080000;   // never valid on ext2: refused per inode
 constexpr uint32_t EXT4_EA_INODE_FL = 0x00200000;
 constexpr uint32_t EXT4_INLINE_DATA_FL = 0x10000000;

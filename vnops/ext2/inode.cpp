@@ -163,6 +163,7 @@ int ext2_ialloc(ext2_mount* m, ext2_inode_info* dir, mode_t mode, uid_t uid, gid
   std::memset(&ip->i_di, 0, sizeof ip->i_di);
   std::fill(ip->i_tail.begin(), ip->i_tail.end(), 0);
   ip->i_di.base.i_mode = static_cast<uint16_t>(mode);
+  if (dir) ip->i_di.base.i_flags = ext2_inherited_flags(dir, mode);  // chattr +S, +A, +d, +D pass down
   ext2_i_set_uid(ip, uid);
   ext2_i_set_gid(ip, gid);
   ip->i_di.base.i_generation = m->m_gen_seed.fetch_add(0x9E3779B9u);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # chattr/lsattr through the mount (FS_IOC_GETFLAGS/SETFLAGS and FS_IOC_FSGETXATTR/FSSETXATTR reach the
 # daemon as FUSE ioctls) and what the flags forbid: immutable (i), append-only (a), plus noatime (A),
-# sync (S) and nodump (d) stored and read back, by vnopfs after a remount and by the kernel's ext2.
+# sync (S) and nodump (d) stored and read back, by vnopfs after a remount and by the kernel's ext2; new
+# inodes take their directory's flags as the kernel's ext2 gives them.
 source "$(dirname "$0")/../lib/common.sh"
 command -v chattr >/dev/null && command -v lsattr >/dev/null || skip "chattr/lsattr (e2fsprogs) are missing"
 make_image 64M
@@ -54,6 +55,13 @@ as_user 1000 -- chattr +d u || fail "the owner sets nodump"
 has u d || fail "nodump by the owner not stored"
 denied "a non-root owner sets immutable" as_user 1000 -- chattr +i u
 denied "a non-owner changes flags" as_user 1001 -- chattr -d u
+log "new files and directories take the flags of their directory (compared with the kernel's ext2 below)"
+mkdir inh && chattr +S +A +d +D inh || fail "chattr +SAdD on a directory"
+touch inh/f && mkdir inh/d || fail "create in a flagged directory"
+has inh/f S && has inh/f A && has inh/f d || fail "a new file did not take S, A, d: $(attrs inh/f)"
+has inh/f D && fail "a new file took D (only directories do): $(attrs inh/f)"
+has inh/d D && has inh/d S || fail "a new directory did not take D and S: $(attrs inh/d)"
+ours="$(attrs inh/f) $(attrs inh/d)"
 log "chattr changes ctime, and stat shows it at once (generic/277)"
 echo c >c; stat -c %z c >/dev/null  # the kernel caches the attributes now
 c1=$(stat -c %Z.%z c); sleep 1.1
@@ -72,4 +80,11 @@ mount -t ext2 -o loop,ro "$IMG" "$RO" || fail "kernel ext2 could not mount the i
 k=$(attrs "$RO/f")$(attrs "$RO/a")$(attrs "$RO/n")
 umount "$RO"
 [[ "$k" == *i*a*S* ]] || fail "the kernel's ext2 reads other flags: $k"
+mount -t ext2 -o loop "$IMG" "$RO" || fail "kernel ext2 could not mount the image read-write"
+touch "$RO/inh/kf" && mkdir "$RO/inh/kd" || { umount "$RO"; fail "create on the kernel's ext2"; }
+theirs="$(attrs "$RO/inh/kf") $(attrs "$RO/inh/kd")"
+umount "$RO"
+log "inherited flags, file and directory: vnopfs $ours, kernel $theirs"
+[ "$ours" = "$theirs" ] || fail "inherited flags: vnopfs gives '$ours', the kernel's ext2 '$theirs'"
+check_image
 log "ok: flags enforced, stored, read back by the kernel"

@@ -196,3 +196,42 @@ TEST_CASE("fsync keeps new names whose in-core inodes were reclaimed meanwhile",
     REQUIRE(fs.unmount() == 0);
   }
 }
+
+namespace {
+
+uint32_t flags_at(path_fs& fs, const std::string& path) {
+  vnode* vp = nullptr;
+  REQUIRE(fs.lookup(path, &vp) == 0);
+  uint32_t fl = 0;
+  REQUIRE(ext2::ext2_getflags(ext2::VTOI(vp), &fl) == 0);
+  vnode_put(vp);
+  return fl;
+}
+
+void set_flags(path_fs& fs, const std::string& path, uint32_t fl) {
+  vnode* vp = nullptr;
+  REQUIRE(fs.lookup(path, &vp) == 0);
+  CHECK(ext2::ext2_setflags(ext2::VTOI(vp), fl, *kctx()) == 0);
+  vnode_put(vp);
+  REQUIRE(fsync_path(fs, path, MNT_WAIT) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("new inodes take their directory's chattr flags, as Linux's ext2 passes them down", "[dirsync][flags]") {
+  path_fs fs("-b 1024 -I 128");
+  REQUIRE(fs.mkdir("s") == 0);
+  const uint32_t all = ext2::EXT2_SYNC_FL | ext2::EXT2_NOATIME_FL | ext2::EXT2_NODUMP_FL | ext2::EXT2_DIRSYNC_FL;
+  set_flags(fs, "s", all | ext2::EXT2_APPEND_FL);
+  REQUIRE(fs.create("s/f") == 0);
+  REQUIRE(fs.mkdir("s/d") == 0);
+  REQUIRE(fs.symlink("s/l", "f") == 0);
+  REQUIRE(fs.mknod("s/p", S_IFIFO | 0644) == 0);
+  CHECK(flags_at(fs, "s/d") == all);                                            // directories: all of them
+  CHECK(flags_at(fs, "s/f") == (all & ~ext2::EXT2_DIRSYNC_FL));                 // files: not D
+  CHECK(flags_at(fs, "s/l") == (ext2::EXT2_NOATIME_FL | ext2::EXT2_NODUMP_FL));  // the rest: A and d
+  CHECK(flags_at(fs, "s/p") == (ext2::EXT2_NOATIME_FL | ext2::EXT2_NODUMP_FL));
+  CHECK(flags_at(fs, "") == 0);  // append-only and immutable are never passed down
+  REQUIRE(fs.unmount() == 0);
+  require_fsck_clean(fs.image());
+}
