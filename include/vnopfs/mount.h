@@ -37,6 +37,7 @@ enum : uint32_t {  // mnt_flag
   MNT_LAZYTIME = 0x20,    // timestamp-only changes stay in memory until fsync, sync, last reference or 12 h
                           // (Linux's lazytime: MNT_LAZY syncs skip them)
   MNT_POSIXACL = 0x40,    // the filesystem stores and applies POSIX ACLs (system.posix_acl_*)
+  MNT_DIRSYNC = 0x80,     // directory changes are on the device before the op returns (-o dirsync; -o sync too)
 };
 
 struct mount {

@@ -247,6 +247,7 @@ std::string apply_kv(options* o, const std::string& key, const std::string& v, b
     if (key == "relatime" || key == "nostrictatime") o->strictatime = false;
     if (key == "nodiratime" || key == "diratime") o->nodiratime = key == "nodiratime";
     if (key == "lazytime" || key == "nolazytime") o->lazytime = key == "lazytime";
+    if (key == "dirsync") o->dirsync = true;  // ours to keep (vnops/ext2/dirsync.cpp); the kernel shows it
     if (key.find("time") != std::string::npos && key != "atime") return {};
     o->kernel_opts.push_back(key);
     return {};
@@ -373,7 +374,8 @@ std::string usage() {
       "  -o backend=file|uring|nbd  device backend (file; nbd: IMAGE is an NBD URI, nbd://HOST/EXPORT or\n"
       "                         nbd+unix:///EXPORT?socket=PATH, which also selects it; docs/dev.md)\n"
       "  -o direct              O_DIRECT on the image file\n"
-      "  -o sync                every write is synchronous (IO_SYNC)\n"
+      "  -o sync                every write is synchronous (IO_SYNC), and every directory change (dirsync)\n"
+      "  -o dirsync             directory changes (create, unlink, rename, ...) are stable before they return\n"
       "  -o dirty_expire=SECS   data and metadata changed longer ago than this are written without fsync (30)\n"
       "  -o allow_other         let other users in (needs user_allow_other for non-root)\n"
       "  -o default_permissions kernel permission checks (on by default; no_default_permissions turns off)\n"

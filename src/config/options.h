@@ -37,7 +37,8 @@ struct options {
   uint32_t dirty_expire_s = 30;  // changes older than this are written without fsync (the syncer + flusher)
   backend dev_backend = backend::file;
   bool direct = false;          // O_DIRECT on the backing file
-  bool sync = false;            // every write IO_SYNC
+  bool sync = false;            // every write IO_SYNC, and directory changes synchronous (dirsync)
+  bool dirsync = false;         // directory changes (create, unlink, rename, ...) synchronous (MNT_DIRSYNC)
   bool allow_other = false;
   bool default_permissions = true;
   bool acl = true;              // POSIX ACLs (the image needs ext_attr)

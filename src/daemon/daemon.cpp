@@ -350,7 +350,8 @@ std::string fs_daemon::mount_fs() {
   mnt_.mnt_device = dev_switch_.get();
   mnt_.mnt_flag = (o_.rdonly ? uint32_t{MNT_RDONLY} : 0u) | (o_.sync ? uint32_t{MNT_SYNCHRONOUS} : 0u) |
                   (o_.noatime ? uint32_t{MNT_NOATIME} : 0u) | (o_.strictatime ? uint32_t{MNT_STRICTATIME} : 0u) |
-                  (o_.nodiratime ? uint32_t{MNT_NODIRATIME} : 0u) | (o_.lazytime ? uint32_t{MNT_LAZYTIME} : 0u);
+                  (o_.nodiratime ? uint32_t{MNT_NODIRATIME} : 0u) | (o_.lazytime ? uint32_t{MNT_LAZYTIME} : 0u) |
+                  (o_.dirsync ? uint32_t{MNT_DIRSYNC} : 0u);
   if (int e = VFS_MOUNT(&mnt_, a, vfs_context::kernel())) return "cannot mount '" + o_.image + "': " + errstr(e);
   vfs_mounted_ = true;
   vfs_hold_.d = this;

@@ -526,9 +526,43 @@ int ext2_acl_chmod(ext2_inode_info* ip, const vfs_context& ctx);
 // Ordered (docs/durability.md, rule 7): with MNT_WAIT or MNT_DWAIT, when pointers, a size or names follow
 // the data, a device flush separates them, unless data_stable says the caller has just pushed every
 // file's data and flushed (VFS_SYNC) and vp has no dirty data since.
-// Returns the first error, EIO for an earlier failed write of vp. Caller holds no i_lock and no vnode
-// lock of a directory above vp.
+// Returns the first error, EIO for an earlier failed write of vp. Caller holds no i_lock. Vnode locks
+// may be held (dirsync calls it inside a namespace op, under its directory locks): it takes none, and the
+// directories the walk visits are reached by iget with an iocount only.
 int ext2_fsync_vnode(vnode* vp, int waitfor, bool flush_device, bool data_stable = false);
+
+// ---------------------------------------------------------------------------------------------------------
+// dirsync (dirsync.cpp)
+
+// Linux's IS_DIRSYNC for the op whose vnodes are vps[0..n): the mount has MNT_DIRSYNC or MNT_SYNCHRONOUS,
+// or one of the directories among them has chattr +D or +S. Then writes what the op changed in them and
+// the inode it made (made: nullptr for none), new names up to the root, with a device flush, and waits
+// (ext2_fsync_vnode MNT_WAIT); otherwise 0 at once. Returns the first error. Caller: the op, after it
+// succeeded, with the vnode locks it was called with and no i_lock.
+int ext2_dirsync(vnode* const* vps, size_t n, vnode* made);
+
+// The table's slot for a namespace op F: F, then ext2_dirsync over its vnode arguments and the vnode it
+// made. When the op succeeded and the wait failed, the op's error is the wait's, and a vnode made is put
+// (the name stays, as Linux's ext2 leaves an entry whose page write failed).
+template <class A, int (*F)(A*)>
+int ext2_dirsync_op(A* ap) {
+  int err = F(ap);
+  if (err) return err;
+  vnode* vps[5];
+  size_t n = 0;
+  for (const int* off = ap->a_desc->vdesc_vp_offsets; *off != VDESC_NO_OFFSET && n < 5; off++)
+    vps[n++] = *reinterpret_cast<vnode* const*>(reinterpret_cast<const char*>(ap) + *off);
+  vnode** made = nullptr;
+  if constexpr (requires { ap->a_vpp; }) {
+    if (ap->a_vpp && *ap->a_vpp) made = ap->a_vpp;
+  }
+  err = ext2_dirsync(vps, n, made ? *made : nullptr);
+  if (err && made) {
+    vnode_put(*made);
+    *made = nullptr;
+  }
+  return err;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // VNOPs of files (table.cpp names them)

@@ -86,15 +86,8 @@ while [ $kills -lt 20 ] && [ $((SECONDS - start)) -lt 50 ]; do
     [ "$(wc -l <"$T/ledger")" -ge $want ] && break
     sleep 0.05
   done
-  kill -KILL "$DAEMON_PID"
-  wait "$DAEMON_PID" 2>/dev/null || true
-  DAEMON_PID=
+  crash_daemon "${pids[@]}"
   kills=$((kills + 1))
-  for p in "${pids[@]}"; do
-    rc=0; wait "$p" || rc=$?
-    [ "$rc" = 124 ] && fail "a writer hung after the daemon was killed"
-  done
-  fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT"
   [ -s "$T/ledger" ] || fail "kill $kills: no fsync completed before the kill"
   rc=0; e2fsck -fy "$IMG" >"$T/fsck.log" 2>&1 || rc=$?
   [ $rc -le 1 ] || { tail -20 "$T/fsck.log"; fail "kill $kills: e2fsck -fy could not repair the image (rc=$rc)"; }

@@ -108,6 +108,20 @@ wait_daemon() {
   return $rc
 }
 
+# A crash: SIGKILL of the daemon with its cache dirty, then the writers given (pids; each run under
+# `timeout`, whose 124 means it hung on the dead mount) are reaped, and the dead mount is detached.
+crash_daemon() {
+  kill -KILL "$DAEMON_PID"
+  wait "$DAEMON_PID" 2>/dev/null || true
+  DAEMON_PID=
+  local p rc
+  for p in "$@"; do
+    rc=0; wait "$p" || rc=$?
+    [ "$rc" = 124 ] && fail "a writer hung after the daemon was killed"
+  done
+  fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT"
+}
+
 unmount_vnopfs() {
   sync
   fusermount3 -u "$MNT" || fail "fusermount3 -u $MNT failed"

@@ -50,7 +50,9 @@ struct held {
     vps.clear();
   }
   // Creates a file or directory at path and keeps its vnode.
-  void make(path_fs& fs, const std::string& path, bool dir) {
+  void make(path_fs& fs, const std::string& path, bool dir) { make_node(fs, path, dir ? S_IFDIR | 0755 : S_IFREG | 0644); }
+  // The same for any type (a symlink to target).
+  void make_node(path_fs& fs, const std::string& path, mode_t mode, const std::string& target = {}) {
     size_t slash = path.rfind('/');
     std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
     std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -58,16 +60,25 @@ struct held {
     REQUIRE(fs.lookup(parent, &dvp) == 0);
     componentname cn{name.data(), name.size()};
     vnode_attr va;
-    va.va_mode = (dir ? S_IFDIR | 0755 : S_IFREG | 0644);
+    va.va_mode = mode;
     va.va_active = VA_MODE;
     vnode* vp = nullptr;
     int err;
     {
       vn_exclusive l(dvp);
-      err = dir ? VNOP_MKDIR(dvp, &cn, &va, &vp, kctx()) : VNOP_CREATE(dvp, &cn, &va, &vp, kctx());
+      if (S_ISDIR(mode)) err = VNOP_MKDIR(dvp, &cn, &va, &vp, kctx());
+      else if (S_ISREG(mode)) err = VNOP_CREATE(dvp, &cn, &va, &vp, kctx());
+      else if (S_ISLNK(mode)) err = VNOP_SYMLINK(dvp, &cn, &va, target.c_str(), &vp, kctx());
+      else err = VNOP_MKNOD(dvp, &cn, &va, &vp, kctx());
     }
     vnode_put(dvp);
     REQUIRE(err == 0);
+    vps.push_back(vp);
+  }
+  // Keeps the vnode of what path names now.
+  void keep(path_fs& fs, const std::string& path) {
+    vnode* vp = nullptr;
+    REQUIRE(fs.lookup(path, &vp) == 0);
     vps.push_back(vp);
   }
 };
@@ -216,6 +227,15 @@ void set_flags(path_fs& fs, const std::string& path, uint32_t fl) {
   REQUIRE(fsync_path(fs, path, MNT_WAIT) == 0);
 }
 
+bool exists(path_fs& fs, const std::string& path) {
+  vnode* vp = nullptr;
+  int err = fs.lookup(path, &vp);
+  if (err == 0) vnode_put(vp);
+  INFO(path << ": " << err);
+  REQUIRE((err == 0 || err == ENOENT));
+  return err == 0;
+}
+
 }  // namespace
 
 TEST_CASE("new inodes take their directory's chattr flags, as Linux's ext2 passes them down", "[dirsync][flags]") {
@@ -235,3 +255,69 @@ TEST_CASE("new inodes take their directory's chattr flags, as Linux's ext2 passe
   REQUIRE(fs.unmount() == 0);
   require_fsck_clean(fs.image());
 }
+
+TEST_CASE("dirsync: changes in a chattr +D directory, or anywhere on a dirsync mount, are on the device "
+          "when the op returns", "[dirsync]") {
+  for (bool mount_wide : {false, true}) {
+    INFO((mount_wide ? "-o dirsync (MNT_DIRSYNC)" : "chattr +D on old/"));
+    path_fs fs("-b 1024 -I 128");
+    tmpdir dir;
+    old_tree(fs);
+    if (mount_wide) fs.mp()->mnt_flag |= MNT_DIRSYNC;
+    else set_flags(fs, "old", ext2::EXT2_DIRSYNC_FL);
+    // Every vnode stays referenced, as the kernel keeps what it looked up: a last vnode_put would write
+    // the inode and its new name on its own (VNOP_INACTIVE), and the test would pass without dirsync.
+    held refs;
+    refs.keep(fs, "old");
+    refs.keep(fs, "old/x");
+    refs.make(fs, "old/f", false);
+    refs.make(fs, "old/d", true);  // inherits +D
+    refs.make(fs, "old/d/g", false);
+    refs.make_node(fs, "old/s", S_IFLNK | 0777, std::string(300, 't'));  // a slow symlink: its block too
+    refs.make_node(fs, "old/p", S_IFIFO | 0600);
+    if (mount_wide) refs.make(fs, "top", true);
+    {  // (a rename or rmdir writes its directory blocks synchronously anyway, so the creates come alone)
+      auto crashed = crash_copy(fs, dir);
+      CHECK(exists(*crashed, "old/f"));
+      CHECK(exists(*crashed, "old/d/g"));
+      CHECK(exists(*crashed, "old/p"));
+      std::string target;
+      CHECK(crashed->readlink("old/s", &target) == 0);
+      CHECK(target == std::string(300, 't'));
+      if (mount_wide) CHECK(exists(*crashed, "top"));
+      std::vector<dir_entry> lost;
+      REQUIRE(crashed->readdir("lost+found", &lost) == 0);
+      CHECK(lost.size() == 2);  // nothing orphaned
+      REQUIRE(crashed->unmount() == 0);
+    }
+    REQUIRE(fs.link("old/f", "old/d/f2") == 0);
+    {
+      auto crashed = crash_copy(fs, dir);
+      CHECK(exists(*crashed, "old/d/f2"));
+      REQUIRE(crashed->unmount() == 0);
+    }
+    REQUIRE(fs.rename("old/x", "old/d/x2") == 0);
+    refs.make(fs, "old/gone", true);
+    REQUIRE(fs.rmdir("old/gone") == 0);
+    {
+      auto crashed = crash_copy(fs, dir);
+      CHECK(!exists(*crashed, "old/x"));
+      CHECK(!exists(*crashed, "old/gone"));
+      CHECK(read_all(*crashed, "old/d/x2") == pattern(5000, 1));
+      REQUIRE(crashed->unmount() == 0);
+    }
+    REQUIRE(fs.unlink("old/d/f2") == 0);
+    REQUIRE(fs.rename("old/d", "old/d3") == 0);
+    {
+      auto crashed = crash_copy(fs, dir);
+      CHECK(!exists(*crashed, "old/d/f2"));
+      CHECK(!exists(*crashed, "old/d"));
+      CHECK(exists(*crashed, "old/d3/g"));
+      REQUIRE(crashed->unmount() == 0);
+    }
+    refs.release();
+    REQUIRE(fs.unmount() == 0);
+    require_fsck_clean(fs.image());
+  }
+}
+
