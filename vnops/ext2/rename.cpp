@@ -132,10 +132,10 @@ int check_plain(const rename_ctx& r, bool fdir) {
   return 0;
 }
 
+// A plain rename (with wip: the old name left naming the whiteout). The caller ran check_plain.
 int do_plain(const rename_ctx& r) {
   mode_t fmode = mode_of(r.fip);
   const bool fdir = S_ISDIR(fmode);
-  TRY(check_plain(r, fdir));
   TRY(ext2_check_writable(r.fdp->i_mnt));
   const bool tdir = r.tip && S_ISDIR(mode_of(r.tip));
   // 1. The new name, written before anything is taken away.
@@ -262,8 +262,8 @@ int rename_locked(const rename_ctx& r, uint32_t flags) {
   if (r.fip == r.tip) return 0;  // two names of one inode: nothing to do (POSIX)
   TRY(check_access(r, exchange));
   if (exchange) return do_exchange(r);
+  TRY(check_plain(r, S_ISDIR(mode_of(r.fip))));  // with a whiteout: before an inode is spent on it
   if (!(flags & VNOP_RENAME_WHITEOUT)) return do_plain(r);
-  TRY(check_plain(r, S_ISDIR(mode_of(r.fip))));  // before an inode is spent on the whiteout
   TRY(ext2_check_writable(r.fdp->i_mnt));
   vnode* wvp;
   TRY(ext2_make_whiteout(r.fdp, *r.ctx, &wvp));
