@@ -105,6 +105,15 @@ struct vnodeop_desc {
 };
 constexpr int VDESC_NO_OFFSET = -1;
 
+// The vnode arguments of an op's args struct ap, in the descriptor's order (nullptr where the caller passed
+// none), at most max of them into out. Returns how many.
+inline size_t vnop_arg_vnodes(const vnodeop_desc& d, const void* ap, vnode** out, size_t max) {
+  size_t n = 0;
+  for (const int* off = d.vdesc_vp_offsets; *off != VDESC_NO_OFFSET && n < max; off++)
+    out[n++] = *reinterpret_cast<vnode* const*>(static_cast<const char*>(ap) + *off);
+  return n;
+}
+
 using vnop_fn = int (*)(void* args);
 
 // ---- generated: slot indices

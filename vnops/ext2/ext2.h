@@ -549,9 +549,7 @@ int ext2_dirsync_op(A* ap) {
   int err = F(ap);
   if (err) return err;
   vnode* vps[5];
-  size_t n = 0;
-  for (const int* off = ap->a_desc->vdesc_vp_offsets; *off != VDESC_NO_OFFSET && n < 5; off++)
-    vps[n++] = *reinterpret_cast<vnode* const*>(reinterpret_cast<const char*>(ap) + *off);
+  const size_t n = vnop_arg_vnodes(*ap->a_desc, ap, vps, 5);
   vnode** made = nullptr;
   if constexpr (requires { ap->a_vpp; }) {
     if (ap->a_vpp && *ap->a_vpp) made = ap->a_vpp;

@@ -72,9 +72,7 @@ int sync_op(A* ap) {
   }
   if (tls_depth > 0) return err;
   vnode* vps[6];
-  size_t n = 0;
-  for (const int* off = ap->a_desc->vdesc_vp_offsets; *off != VDESC_NO_OFFSET && n < 5; off++)
-    vps[n++] = *reinterpret_cast<vnode* const*>(reinterpret_cast<const char*>(ap) + *off);
+  size_t n = vnop_arg_vnodes(*ap->a_desc, ap, vps, 5);
   if constexpr (requires { ap->a_vpp; }) {
     if (err == 0 && ap->a_vpp && *ap->a_vpp) vps[n++] = *ap->a_vpp;
   }
